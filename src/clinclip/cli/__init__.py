@@ -1,0 +1,1 @@
+"""Command-line interface: `clinclip ...`; one module per part registers its commands."""

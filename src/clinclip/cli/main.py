@@ -1,0 +1,28 @@
+"""The ``clinclip`` command. Each part of the package registers its own commands (``register(app)``
+in ``clinclip/cli/<part>.py``) so that this file stays a table of contents. Heavy imports (torch,
+transformers) happen inside the commands, so ``clinclip --help`` is instant."""
+
+from __future__ import annotations
+
+import typer
+
+from clinclip.cli import data, evaluate, phantom, text, train
+
+app = typer.Typer(
+    name="clinclip",
+    help="Chest X-ray CLIP that understands negation: prepare data, train, evaluate, demo.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for part in (text, data, train, evaluate, phantom):
+    part.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

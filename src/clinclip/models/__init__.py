@@ -1,0 +1,1 @@
+"""See SPEC.md; this package is the 'models' part."""
