@@ -20,6 +20,14 @@ for part in (text, data, train, evaluate, phantom):
     part.register(app)
 
 
+@app.command()
+def version() -> None:
+    """Print the installed clinclip version."""
+    from clinclip import __version__
+
+    typer.echo(__version__)
+
+
 def main() -> None:
     app()
 
