@@ -1,9 +1,47 @@
-"""CLI commands of the 'phantom' part."""
+"""CLI commands of the 'phantom' part: ``clinclip phantom`` (synthetic data) and ``clinclip demo``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from clinclip.cli.errors import user_errors
+
+
+@user_errors
+def phantom(
+    out: Path = typer.Option(..., "--out", help="Folder to write the MIMIC-CXR-JPG-style collection into."),
+    n: int = typer.Option(3000, "--n", help="Number of studies (one frontal image and one report each)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed writes the same files."),
+    size: int = typer.Option(160, "--size", help="Image side in pixels (at least 64)."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of patients in the test split."),
+    workers: int = typer.Option(None, "--workers", help="Worker processes (default: CPU count, at most 8)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder."),
+) -> None:
+    """Generate phantom chest X-ray studies: synthetic reports and label-driven synthetic radiographs,
+    written in the MIMIC-CXR-JPG layout (read them with `clinclip prepare mimic-cxr`)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from clinclip.phantom import PhantomConfig, generate_phantom
+
+    cfg = PhantomConfig(n_studies=n, seed=seed, image_size=size, test_fraction=test_fraction)
+    summary = generate_phantom(out, cfg, workers=workers, overwrite=overwrite)
+    console = Console()
+    table = Table(title=f"phantom collection in {summary.out_dir}")
+    table.add_column("observation")
+    table.add_column("studies (positive or uncertain)", justify="right")
+    for name, count in summary.label_counts.items():
+        table.add_row(name, str(count))
+    console.print(table)
+    console.print(
+        f"{summary.n_studies} studies of {summary.n_subjects} patients "
+        f"(split {summary.split_counts}); {summary.n_distinct_reports} distinct reports; "
+        f"{summary.seconds:.1f} s ({summary.studies_per_second:.0f} studies/s)"
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the top-level app."""
+    app.command(name="phantom")(phantom)

@@ -1,1 +1,10 @@
-"""See SPEC.md; this package is the 'phantom' part."""
+"""Phantom data: synthetic MIMIC-style reports and label-driven synthetic radiographs (SPEC section 8).
+
+``generate_phantom(out_dir, PhantomConfig(n_studies=...))`` writes a collection in the MIMIC-CXR-JPG
+layout; ``clinclip.phantom.demo.run_demo`` runs the end-to-end CPU demo on one.
+"""
+
+from clinclip.phantom.generate import PhantomSummary, generate_phantom, load_truth
+from clinclip.phantom.studies import PhantomConfig, StudySpec
+
+__all__ = ["PhantomConfig", "PhantomSummary", "StudySpec", "generate_phantom", "load_truth"]
