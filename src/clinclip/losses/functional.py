@@ -1,0 +1,322 @@
+"""The paper's loss (Eq. 1-10, as settled in SPEC.md section 4) as plain functions.
+
+One machinery serves every variant: a variant chooses which ordered modality pairs take part (the
+candidates and anchors) and which target streams are mixed (the targets):
+
+streams
+  ``i``  identity: one-hot at the original pair (InfoNCE when it is the only stream)
+  ``t``  thresholded text self-similarity      S_t = T Tᵀ   (Eq. 3-4)
+  ``c``  thresholded clinical-label similarity S_c = C Cᵀ   (Eq. 3, 5)
+  ``g``  thresholded graph self-similarity     S_g = G Gᵀ   (Eq. 8-9)
+  ``s``  SoftCLIP: row-softmax of the anchor modality's self-similarity (baseline, not the paper's)
+
+pairs (anchor-candidate; B studies, N = 2B with hard negatives, else B)
+  ``I-T`` / ``I-G``  B image anchors, N text (graph) candidates, target rows 0..B of ŷ   (Eq. 1)
+  ``T-I`` / ``G-I``  T1 (G1) anchors, B image candidates, ŷ[:B, :B] renormalised        (Eq. 2)
+  ``T-G`` / ``G-T``  N anchors, N candidates, target ŷ                                   (Eq. 10)
+  ``N-I``            hard-negative (negated) text anchors, B image candidates, target ŷ[B:, :B]
+                     renormalised; rows without any target are left out (CON2's semantic opposition)
+
+L_k(P) = mean over anchors of KL(ŷ_k[row] ‖ softmax(logits_P[row])) and
+total = Σ_P w_P Σ_k w_k L_k(P).  Each pair's log-softmax is computed once and the targets are mixed:
+Σ_k w_k KL(ŷ_k ‖ p) = Σ_k w_k Σ ŷ_k log ŷ_k  -  Σ (Σ_k w_k ŷ_k) log p.  The first (entropy) part does
+not depend on the model; it is kept, computed without gradient, so the value is the true KL (zero at a
+perfect fit) while the gradient is that of the cross-entropy with the mixed target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+
+from clinclip.losses.config import GRAPH_PAIRS, PAIRS, PAPER_PAIRS, STREAMS
+from clinclip.losses.soft_labels import (
+    l2_normalise,
+    softmax_self_similarity,
+    thresholded_soft_labels,
+)
+
+THRESHOLDED_STREAMS: tuple[str, ...] = ("t", "c", "g")
+
+
+@dataclass
+class _PairSpec:
+    """Where a pair's logits and targets come from. ``rows``/``cols`` index the N x N stream matrices."""
+
+    name: str
+    logits: torch.Tensor  # anchors x candidates, with gradient
+    rows: slice
+    cols: slice
+    anchor_modality: str  # "I", "T" or "G": whose self-similarity SoftCLIP uses
+    may_have_empty_rows: bool = False
+
+    @property
+    def identity_offset(self) -> int | None:
+        """Column offset of the one-hot target (row r -> column r + offset), None when the block
+        holds no original pair (N-I)."""
+        if self.rows.start >= self.cols.start and self.rows.stop <= self.cols.stop:
+            return self.rows.start - self.cols.start
+        return None
+
+
+def _check(name: str, x: torch.Tensor | None, batch: int | None = None) -> None:
+    if x is None:
+        return
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D (batch x dim) tensor, got shape {tuple(x.shape)}")
+    if batch is not None and x.shape[0] != batch:
+        raise ValueError(f"{name} has {x.shape[0]} rows but the image batch has {batch}")
+
+
+def resolve_weights(
+    pairs: Mapping[str, float] | None,
+    weights: Mapping[str, float],
+    pair_stream_weights: Mapping[str, Mapping[str, float]] | None,
+    has_graph: bool,
+    has_negatives: bool,
+) -> dict[str, dict[str, float]]:
+    """{pair: {stream: pair_weight * stream_weight}} for every pair and stream with a nonzero weight."""
+    for k in weights:
+        if k not in STREAMS:
+            raise ValueError(f"unknown loss stream {k!r} in weights; known: {', '.join(STREAMS)}")
+    if pairs is None:
+        pairs = {p: 1.0 for p in PAPER_PAIRS if has_graph or p not in GRAPH_PAIRS}
+    resolved: dict[str, dict[str, float]] = {}
+    for pair, pair_weight in pairs.items():
+        if pair not in PAIRS:
+            raise ValueError(f"unknown modality pair {pair!r}; known: {', '.join(PAIRS)}")
+        if pair_weight == 0:
+            continue
+        if pair in GRAPH_PAIRS and not has_graph:
+            raise ValueError(f"pair {pair} needs graph embeddings (g1), which were not given")
+        if pair == "N-I" and not has_negatives:
+            raise ValueError("pair N-I needs hard-negative text embeddings (t2), which were not given")
+        stream_weights = (pair_stream_weights or {}).get(pair, weights)
+        for k in stream_weights:
+            if k not in STREAMS:
+                raise ValueError(f"unknown loss stream {k!r} for pair {pair}")
+        active = {k: float(pair_weight) * float(w) for k, w in stream_weights.items() if w != 0}
+        if any(w < 0 for w in active.values()):
+            raise ValueError(f"negative loss weight for pair {pair}: {active}")
+        if active:
+            resolved[pair] = active
+    return resolved
+
+
+def loss_terms(
+    v: torch.Tensor,
+    t1: torch.Tensor,
+    t2: torch.Tensor | None,
+    g1: torch.Tensor | None,
+    g2: torch.Tensor | None,
+    c1: torch.Tensor | None,
+    c2: torch.Tensor | None,
+    logit_scale: torch.Tensor | float,
+    weights: Mapping[str, float],
+    taus: Mapping[str, float],
+    *,
+    pairs: Mapping[str, float] | None = None,
+    pair_stream_weights: Mapping[str, Mapping[str, float]] | None = None,
+    softclip_negatives_only: bool = True,
+    softclip_scale: float | None = None,
+    components: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Total loss and, when ``components``, every L_k(P) (unweighted, detached) under ``"P/k"`` and
+    each pair's weighted sum under ``"P"``. Arguments as in :func:`total_loss`."""
+    batch = v.shape[0]
+    _check("v", v)
+    for name, x in (("t1", t1), ("t2", t2), ("g1", g1), ("g2", g2), ("c1", c1), ("c2", c2)):
+        _check(name, x, batch)
+    has_negatives = t2 is not None
+    has_graph = g1 is not None
+    if g2 is not None and not has_graph:
+        raise ValueError("g2 (hard-negative graphs) given without g1")
+    if has_graph and has_negatives and g2 is None:
+        raise ValueError("hard negatives are on (t2 given) but their graphs g2 are missing")
+    if has_graph and not has_negatives and g2 is not None:
+        raise ValueError("g2 given without t2: hard negatives need their text embeddings too")
+    if not has_negatives and c2 is not None:
+        raise ValueError("c2 given without t2: hard negatives need their text embeddings too")
+
+    plan = resolve_weights(pairs, weights, pair_stream_weights, has_graph, has_negatives)
+    used = {k for ws in plan.values() for k in ws}
+    for k in used & set(THRESHOLDED_STREAMS):
+        if k not in taus:
+            raise ValueError(f"stream {k!r} has a weight but no threshold in taus")
+    if "c" in used and (c1 is None or (has_negatives and c2 is None)):
+        raise ValueError("the clinical stream (c) needs label vectors c1" + (" and c2" if has_negatives else ""))
+    if "g" in used and not has_graph:
+        raise ValueError("the graph stream (g) needs graph embeddings g1")
+    if "s" in used and has_negatives:
+        raise ValueError("the SoftCLIP stream (s) is defined without hard negatives (t2 must be None)")
+
+    # Eq. 1-2: L2-normalised embeddings, T = [T1; T2], G = [G1; G2], C = [C1; C2].
+    v_n = l2_normalise(v)
+    t_n = l2_normalise(torch.cat([t1, t2]) if has_negatives else t1)
+    g_n = None
+    if has_graph:
+        g_n = l2_normalise(torch.cat([g1, g2]) if has_negatives else g1)
+    n_all = t_n.shape[0]
+    orig = slice(0, batch)
+    everything = slice(0, n_all)
+
+    # Logits: one B x N product per image pair, the text-side pairs are its transposed blocks.
+    specs: dict[str, _PairSpec] = {}
+    if {"I-T", "T-I", "N-I"} & plan.keys():
+        logits_it = (logit_scale * v_n) @ t_n.T
+        specs["I-T"] = _PairSpec("I-T", logits_it, orig, everything, "I")
+        specs["T-I"] = _PairSpec("T-I", logits_it[:, :batch].T, orig, orig, "T")
+        if has_negatives:
+            specs["N-I"] = _PairSpec("N-I", logits_it[:, batch:].T, slice(batch, n_all), orig, "T", True)
+    if {"I-G", "G-I"} & plan.keys():
+        logits_ig = (logit_scale * v_n) @ g_n.T
+        specs["I-G"] = _PairSpec("I-G", logits_ig, orig, everything, "I")
+        specs["G-I"] = _PairSpec("G-I", logits_ig[:, :batch].T, orig, orig, "G")
+    if {"T-G", "G-T"} & plan.keys():
+        logits_tg = (logit_scale * t_n) @ g_n.T
+        specs["T-G"] = _PairSpec("T-G", logits_tg, everything, everything, "T")
+        specs["G-T"] = _PairSpec("G-T", logits_tg.T, everything, everything, "G")
+
+    # Eq. 3-5, 8-9: soft labels over all N x N, once per stream, without gradient.
+    stream_targets: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        if "t" in used:
+            stream_targets["t"] = thresholded_soft_labels(t_n.detach(), float(taus["t"]))
+        if "g" in used:
+            stream_targets["g"] = thresholded_soft_labels(g_n.detach(), float(taus["g"]))
+        if "c" in used:
+            c_all = torch.cat([c1, c2]) if has_negatives else c1
+            c_n = l2_normalise(c_all.detach().to(v.dtype))
+            stream_targets["c"] = thresholded_soft_labels(c_n, float(taus["c"]))
+        self_embeddings = {"I": v_n.detach(), "T": t_n.detach(), "G": g_n.detach() if g_n is not None else None}
+        if softclip_scale is not None:
+            s_scale = softclip_scale
+        else:
+            s_scale = logit_scale.detach() if torch.is_tensor(logit_scale) else logit_scale
+
+    out: dict[str, torch.Tensor] = {}
+    total = v.new_zeros(())
+    for pair, stream_weights in plan.items():
+        spec = specs[pair]
+        pair_loss, parts = _pair_loss(
+            spec, stream_weights, stream_targets, self_embeddings, s_scale, softclip_negatives_only, components
+        )
+        total = total + pair_loss
+        if components:
+            out[pair] = pair_loss.detach()
+            for k, value in parts.items():
+                out[f"{pair}/{k}"] = value
+    out["loss"] = total
+    return out
+
+
+def _pair_loss(
+    spec: _PairSpec,
+    stream_weights: Mapping[str, float],
+    stream_targets: Mapping[str, torch.Tensor],
+    self_embeddings: Mapping[str, torch.Tensor | None],
+    s_scale: torch.Tensor | float,
+    softclip_negatives_only: bool,
+    components: bool,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    logits = spec.logits
+    n_anchors = logits.shape[0]
+    logp = torch.log_softmax(logits, dim=1)
+    logp_d = logp.detach()
+    offset = spec.identity_offset
+    parts: dict[str, torch.Tensor] = {}
+
+    mixed = None  # Σ_k (w_k / n_k) ŷ_k
+    constant = logits.new_zeros(())  # Σ_k (w_k / n_k) Σ ŷ_k log ŷ_k (no gradient)
+    loss = logits.new_zeros(())
+    for k, w in stream_weights.items():
+        if k == "i":
+            if offset is None:  # no original pair in this block: the one-hot stream is empty
+                if components:
+                    parts[k] = logits.new_zeros(())
+                continue
+            # KL(one-hot ‖ p) = -log p[row, own column]; no dense target needed.
+            diag = torch.diagonal(logp, offset=offset)
+            loss = loss - w * diag.mean()
+            if components:
+                parts[k] = -diag.detach().mean()
+            continue
+        if k == "s" and softclip_negatives_only:
+            term = _softclip_negatives_kl(spec, logits, self_embeddings, s_scale)
+            loss = loss + w * term
+            if components:
+                parts[k] = term.detach()
+            continue
+        with torch.no_grad():
+            if k == "s":
+                target = softmax_self_similarity(self_embeddings[spec.anchor_modality], s_scale)
+            else:
+                target = stream_targets[k][spec.rows, spec.cols]
+                if spec.cols.stop - spec.cols.start < stream_targets[k].shape[1]:
+                    # Eq. 2: only part of the candidates; renormalise the block per row.
+                    row_sum = target.sum(dim=1, keepdim=True)
+                    target = target / row_sum.clamp_min(torch.finfo(target.dtype).tiny)
+            if spec.may_have_empty_rows:
+                n_rows = (target.sum(dim=1) > 0).sum().clamp_min(1).to(target.dtype)
+            else:
+                n_rows = n_anchors
+            neg_entropy = torch.special.xlogy(target, target).sum()
+            coef = w / n_rows
+            constant = constant + coef * neg_entropy
+            weighted = target * coef
+            mixed = weighted if mixed is None else mixed.add_(weighted)
+            if components:
+                parts[k] = (neg_entropy - (target * logp_d).sum()) / n_rows
+    if mixed is not None:
+        loss = loss + constant - (mixed * logp).sum()
+    return loss, parts
+
+
+def _softclip_negatives_kl(
+    spec: _PairSpec,
+    logits: torch.Tensor,
+    self_embeddings: Mapping[str, torch.Tensor | None],
+    s_scale: torch.Tensor | float,
+) -> torch.Tensor:
+    """SoftCLIP's negatives-only KL: target and prediction both renormalised over the negatives
+    (the positive is dropped from both), averaged over anchors."""
+    n_anchors, n_candidates = logits.shape
+    if spec.identity_offset != 0 or n_anchors != n_candidates:
+        raise ValueError(f"the SoftCLIP stream needs a square, index-aligned pair; {spec.name} is not")
+    if n_candidates < 2:  # a single candidate has no negatives
+        return logits.new_zeros(())
+    eye = torch.eye(n_candidates, dtype=torch.bool, device=logits.device)
+    with torch.no_grad():
+        target = softmax_self_similarity(self_embeddings[spec.anchor_modality], s_scale)
+        target = target.masked_fill(eye, 0.0)
+        target = target / target.sum(dim=1, keepdim=True).clamp_min(torch.finfo(target.dtype).tiny)
+        neg_entropy = torch.special.xlogy(target, target).sum()
+    logq = torch.log_softmax(logits.masked_fill(eye, float("-inf")), dim=1).masked_fill(eye, 0.0)
+    return (neg_entropy - (target * logq).sum()) / n_anchors
+
+
+def total_loss(
+    v: torch.Tensor,
+    t1: torch.Tensor,
+    t2: torch.Tensor | None,
+    g1: torch.Tensor | None,
+    g2: torch.Tensor | None,
+    c1: torch.Tensor | None,
+    c2: torch.Tensor | None,
+    logit_scale: torch.Tensor | float,
+    weights: Mapping[str, float],
+    taus: Mapping[str, float],
+    **options,
+) -> torch.Tensor:
+    """Eq. 10: Σ over ordered pairs P and streams k of w_k · mean_anchors KL(ŷ_k[row] ‖ softmax(logits)).
+
+    v, t1, t2, g1, g2: B x D raw (not yet normalised) embeddings of images, reports, hard-negative
+    reports, graphs and hard-negative graphs; t2/g2/c2 None = no hard negatives (B candidates), g1/g2
+    None = no graph (only I-T and T-I). c1, c2: B x 14 clinical vectors as floats (0/1; an all-zero
+    row is allowed). logit_scale: the multiplier itself (already exponentiated). weights: stream ->
+    weight over "i", "t", "c", "g", "s" (0 or absent = off); taus: stream -> threshold for t, c, g.
+    Keyword options (see :func:`loss_terms`): ``pairs``, ``pair_stream_weights``,
+    ``softclip_negatives_only``, ``softclip_scale``."""
+    return loss_terms(v, t1, t2, g1, g2, c1, c2, logit_scale, weights, taus, components=False, **options)["loss"]

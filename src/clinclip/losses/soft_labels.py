@@ -1,0 +1,51 @@
+"""Dynamic soft labels (paper Eq. 3-5, 8-9) and the clinical label vector.
+
+Everything here runs without gradient: soft labels are targets, never something the model is pushed
+through.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def l2_normalise(x: torch.Tensor) -> torch.Tensor:
+    """Row-wise L2 normalisation; an all-zero row stays all zero (no NaN), which is what an empty
+    clinical label vector needs."""
+    return F.normalize(x, p=2.0, dim=-1, eps=1e-12)
+
+
+def clinical_vectors(labels: torch.Tensor, uncertain_as: int = 0) -> torch.Tensor:
+    """CheXpert label values (1 positive, 0 negative, -1 uncertain, NaN blank) -> the 0/1 clinical
+    vector of the paper: positive = 1, everything else 0; uncertain counts as ``uncertain_as``."""
+    if uncertain_as not in (0, 1):
+        raise ValueError(f"uncertain_as must be 0 or 1, got {uncertain_as!r}")
+    labels = labels.to(torch.get_default_dtype() if not labels.is_floating_point() else labels.dtype)
+    positive = labels == 1.0
+    if uncertain_as == 1:
+        positive = positive | (labels == -1.0)
+    return positive.to(labels.dtype)
+
+
+@torch.no_grad()
+def thresholded_soft_labels(embeddings: torch.Tensor, tau: float) -> torch.Tensor:
+    """ŷ of Eq. 4/5/9 for already L2-normalised rows (N x D) -> N x N, rows summing to 1.
+
+    y[i, j] = (S[i, j] - tau) / (1 - tau) where S[i, j] > tau else 0, with S = E Eᵀ. The diagonal is
+    forced to 1 (the value a unit vector has with itself), so a zero vector (empty label row) still
+    matches itself and no row is empty."""
+    if not -1.0 <= tau < 1.0:
+        raise ValueError(f"soft-label threshold tau must lie in [-1, 1), got {tau}")
+    sim = embeddings @ embeddings.T
+    # clamp_min(0) of (S - tau) is exactly "keep where S > tau, else 0" (S == tau gives 0 either way).
+    sim.sub_(tau).clamp_(min=0.0).div_(1.0 - tau)
+    sim.fill_diagonal_(1.0)
+    sim.div_(sim.sum(dim=1, keepdim=True))
+    return sim
+
+
+@torch.no_grad()
+def softmax_self_similarity(embeddings: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """SoftCLIP's softened target from intra-modal self-similarity: row-softmax of scale * E Eᵀ."""
+    return torch.softmax(scale * (embeddings @ embeddings.T), dim=1)
