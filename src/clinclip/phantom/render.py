@@ -240,18 +240,18 @@ def _finding_layer(name: str, attrs: dict, rng: np.random.Generator, xx, yy, a: 
         if "endotracheal tube" in kinds:  # two parallel walls of a tube in the trachea
             tip = carina_y - rng.uniform(0.08, 0.15)
             for off in (-0.018, 0.018):
-                add += 0.9 * _segment(xx, yy, a.cx + off, -1.0, a.cx + off, tip, 0.006)
+                add += 0.9 * _segment(xx, yy, a.cx + off, -1.0, a.cx + off, tip, 0.012)
         if "enteric tube" in kinds:  # down the oesophagus, curving into the stomach
             pts = [(a.cx + 0.03, -1.0), (a.cx + 0.03, a.base), (a.cx + 0.2, a.base + 0.18), (a.cx + 0.32, a.base + 0.15)]
-            add += 0.8 * _polyline(xx, yy, pts, 0.007)
+            add += 0.8 * _polyline(xx, yy, pts, 0.014)
         if "central venous catheter" in kinds:  # right internal jugular to the SVC
             pts = [(a.cx - 0.28, -1.0), (a.cx - 0.16, a.apex + 0.05), (a.cx - 0.07, carina_y + 0.05)]
-            add += 0.8 * _polyline(xx, yy, pts, 0.007)
+            add += 0.8 * _polyline(xx, yy, pts, 0.014)
         if "pacemaker" in kinds:  # generator in the left upper chest, leads to the heart
             gx, gy = a.cx + 0.55, a.apex + 0.05
             add += 1.0 * _soft(np.maximum(np.abs(xx - gx) - 0.09, np.abs(yy - gy) - 0.055), 0.008)
             pts = [(gx, gy), (a.cx + 0.15, a.apex + 0.1), (a.cx - 0.02, a.heart_cy - 0.05), (a.cx + 0.15, a.heart_cy + 0.08)]
-            add += 0.8 * _polyline(xx, yy, pts, 0.006)
+            add += 0.8 * _polyline(xx, yy, pts, 0.012)
     elif name in ("Fracture", "Cardiomegaly", "Enlarged Cardiomediastinum"):
         pass  # drawn through the anatomy (rib break, heart and mediastinum sizes)
     else:
@@ -308,7 +308,7 @@ def render_image(spec: StudySpec, seed: int, size: int) -> np.ndarray:
     # Exposure: X-ray brightness with a per-study gain, gamma and quantum noise, then a slight blur.
     gain = float(arng.uniform(0.85, 1.15))
     gamma = float(arng.uniform(0.8, 1.2))
-    img = np.clip(0.05 + gain * density * 1.15, 0, 1) ** gamma
+    img = np.clip(0.05 + gain * density * 0.95, 0, 1) ** gamma
     img = img + float(arng.uniform(0.015, 0.035)) * arng.standard_normal(img.shape).astype(np.float32)
     img = ndimage.gaussian_filter(img, 0.6)
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)

@@ -68,7 +68,7 @@ SCENARIOS: dict[str, tuple[float, dict[str, float]]] = {
     ),
     "trauma": (
         0.08,
-        {"Fracture": 0.9, "Pneumothorax": 0.45, "Pleural Effusion": 0.2, "Lung Opacity": 0.2},
+        {"Fracture": 0.9, "Pneumothorax": 0.45, "Pleural Effusion": 0.2, "Lung Opacity": 0.2, "Pleural Other": 0.2},
     ),
     "mass": (
         0.1,
@@ -84,7 +84,7 @@ ISOLATED_WEIGHTS = {
     "Lung Lesion": 0.09,
     "Pneumothorax": 0.08,
     "Enlarged Cardiomediastinum": 0.06,
-    "Pleural Other": 0.07,
+    "Pleural Other": 0.1,
     "Fracture": 0.06,
     "Consolidation": 0.05,
     "Edema": 0.04,
