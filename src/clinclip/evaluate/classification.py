@@ -1,0 +1,128 @@
+"""Zero-shot classification (CXR-CLIP's conventions) over a manifest and a prompt file.
+
+binary files (RSNA, RSNA-ab, SIIM, VinDr, CXR14, the 14 CheXpert observations): for each class the
+image's similarity to the positive and negative prompt ensembles (mean cosine similarity), softmax over
+the two, AUROC on the positive probability and accuracy at 0.5. Labels: 1 positive; 0 and blank (not
+mentioned) negative; uncertain (-1) left out and counted.
+multiclass files (CheXpert 5x200): class score = mean similarity over all of the class's prompts,
+prediction = argmax; per-class, macro and micro accuracy. Rows without exactly one positive class are
+left out and counted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from clinclip.errors import ClinclipError
+from clinclip.evaluate import metrics
+from clinclip.evaluate.data import label_matrix
+from clinclip.evaluate.prompts import PromptSet
+
+
+def apply_prompt_filter(frame: pd.DataFrame, prompts: PromptSet, manifest="manifest"
+                        ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Keep the rows a prompt file's ``filter`` selects (e.g. RSNA-ab drops normal images)."""
+    if not prompts.filter_column:
+        return frame, {}
+    if prompts.filter_column not in frame.columns:
+        raise ClinclipError(f"{manifest}: prompt file {prompts.source} filters on column "
+                            f"{prompts.filter_column!r}, which the manifest lacks")
+    values = pd.to_numeric(frame[prompts.filter_column], errors="coerce")
+    keep = values.isin(prompts.filter_keep)
+    dropped = int((~keep).sum())
+    skipped = {f"outside the '{prompts.name}' subset ({prompts.filter_column} not in {prompts.filter_keep})":
+               dropped} if dropped else {}
+    return frame[keep.to_numpy()].reset_index(drop=True), skipped
+
+
+def binary_targets(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(targets 0/1, usable mask) from a label column: 1 -> 1, 0 or blank -> 0, uncertain -> unusable."""
+    values = np.asarray(values, dtype=np.float64)
+    usable = ~(values == -1.0)
+    return (values == 1.0).astype(np.int64), usable
+
+
+def multiclass_targets(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(class index, usable mask): usable rows have exactly one positive class."""
+    positive = labels == 1.0
+    usable = positive.sum(axis=1) == 1
+    return np.where(usable, positive.argmax(axis=1), -1), usable
+
+
+def class_prompt_scores(store, image_embeds: np.ndarray, prompts: PromptSet) -> dict[str, np.ndarray]:
+    """For each class: binary files -> positive probability (N,); multiclass -> mean similarity (N,)."""
+    scores = {}
+    for cls in prompts.classes:
+        pos = metrics.ensemble_similarity(image_embeds, store.text_embeddings(cls.positive))
+        if prompts.kind == "binary":
+            neg = metrics.ensemble_similarity(image_embeds, store.text_embeddings(cls.negative))
+            scores[cls.name] = metrics.binary_positive_probability(pos, neg)
+        else:
+            scores[cls.name] = pos
+    return scores
+
+
+def score_predictions(prompts: PromptSet, labels: np.ndarray, scores: dict[str, np.ndarray],
+                      ok: np.ndarray) -> tuple[dict, dict, dict[str, int]]:
+    """Metrics of class scores against labels: (headline metrics, per-class details, skipped counts).
+    ``scores`` are positive probabilities (binary) or class scores (multiclass); ``ok`` marks rows whose
+    image was read."""
+    skipped: dict[str, int] = {}
+    per_class: dict[str, dict] = {}
+    if prompts.kind == "binary":
+        for k, cls in enumerate(prompts.classes):
+            y, usable = binary_targets(labels[:, k])
+            if (~usable & ok).sum():
+                skipped[f"uncertain label for {cls.name} (left out of that class)"] = int((~usable & ok).sum())
+            m = usable & ok & ~np.isnan(scores[cls.name])  # NaN: no probe could be fitted
+            prob = scores[cls.name][m]
+            per_class[cls.name] = {"auc": metrics.roc_auc(y[m], prob),
+                                   "accuracy": float(((prob > 0.5) == (y[m] == 1)).mean()) if m.any()
+                                   else float("nan"),
+                                   "n": int(m.sum()), "n_positive": int(y[m].sum())}
+        aucs = [v["auc"] for v in per_class.values()]
+        accs = [v["accuracy"] for v in per_class.values()]
+        headline = {"auc": float(np.nanmean(aucs)) if not np.all(np.isnan(aucs)) else float("nan"),
+                    "accuracy": float(np.nanmean(accs)) if not np.all(np.isnan(accs)) else float("nan")}
+        headline["score"] = headline[prompts.metric]
+    else:
+        y, usable = multiclass_targets(labels)
+        if (~usable & ok).sum():
+            skipped["not exactly one positive class"] = int((~usable & ok).sum())
+        m = usable & ok
+        matrix = np.stack([scores[c.name] for c in prompts.classes], axis=1)
+        acc = metrics.multiclass_accuracy(y[m], matrix[m].argmax(axis=1), [c.name for c in prompts.classes])
+        per_class = {name: {"accuracy": v, "n": int((y[m] == k).sum())}
+                     for k, (name, v) in enumerate(acc.per_class.items())}
+        headline = {"accuracy": acc.micro, "macro_accuracy": acc.macro, "score": acc.micro}
+    return headline, per_class, skipped
+
+
+def zero_shot(store, frame: pd.DataFrame, prompts: PromptSet, manifest: str | Path = "manifest") -> dict:
+    """Zero-shot classification of the manifest rows (one split) with a prompt file."""
+    frame, skipped = apply_prompt_filter(frame, prompts, manifest)
+    if frame.empty:
+        raise ClinclipError(f"{manifest}: no row left to classify")
+    labels = label_matrix(frame, prompts.columns, manifest)
+    embeds, ok, failures = store.image_embeddings(list(frame["image_path"]), manifest)
+    skipped.update(failures)
+    scores = class_prompt_scores(store, np.nan_to_num(embeds), prompts)
+    headline, per_class, more = score_predictions(prompts, labels, scores, ok)
+    skipped.update(more)
+    metric_cols = ["AUC", "ACC"] if prompts.kind == "binary" else ["ACC"]
+    rows = [[name] + ([d["auc"], d["accuracy"]] if prompts.kind == "binary" else [d["accuracy"]])
+            + [d["n"]] for name, d in per_class.items()]
+    rows.append(["mean" if prompts.kind == "binary" else "micro (all images)"]
+                + ([headline["auc"], headline["accuracy"]] if prompts.kind == "binary"
+                   else [headline["accuracy"]]) + [int(ok.sum())])
+    if prompts.kind == "multiclass":
+        rows.append(["macro (mean of classes)", headline["macro_accuracy"], int(ok.sum())])
+    return {
+        "task": "zero-shot", "dataset": prompts.name, "prompts": prompts.source, "kind": prompts.kind,
+        "headline_metric": prompts.metric, "metrics": headline, "per_class": per_class,
+        "table": {"columns": ["class"] + metric_cols + ["n (count)"], "rows": rows},
+        "skipped": skipped, "notes": [],
+    }

@@ -1,0 +1,243 @@
+"""One offline HTML page from results JSON files, laid out like the paper's Tables 2-6.
+
+``render_report(results, out_html, extra_sections=(), title=...)``: ``results`` maps a name (usually the
+results file path) to a result dict as written by ``clinclip eval``; each table has one row per model
+(``model_name``) and the paper's columns, filled from the results present; a cell with no result shows
+"–". Plots (``plots`` of a result, and any extra section) are embedded as base64 PNG, so the page has no
+external reference and opens offline. ``extra_sections`` is a sequence of ``(title, html_fragment)``
+pairs appended after the tables (the demo adds its training curves this way; ``figure_html`` turns a
+matplotlib figure into such a fragment).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from clinclip.evaluate.results import fmt
+
+EMPTY = "–"
+
+# Paper column names for the bundled prompt files / usual dataset names.
+CLASSIFICATION_COLUMNS = {  # Table 2: dataset -> settings shown
+    "RSNA": ("ZS", "FT10", "FT100"), "RSNA-ab": ("ZS", "FT10", "FT100"), "SIIM": ("ZS", "FT10", "FT100"),
+    "VinDr": ("ZS",), "CheXpert": ("ZS",), "CXR14": ("ZS",),
+}
+DATASET_ALIASES = {"RSNA Pneumonia": "RSNA", "SIIM Pneumothorax": "SIIM", "VinDr-CXR": "VinDr",
+                   "CheXpert 5x200": "CheXpert", "ChestX-ray14": "CXR14"}
+RETRIEVAL_DATASETS = ("MIMIC", "CheXpert", "Open-I")
+ALIGN_SOURCES = {"mimic": "MIMIC", "chexpert": "CheXpert", "openi": "Open-I"}
+
+
+def _retrieval_name(dataset: str) -> str:
+    low = dataset.lower()
+    if "mimic" in low:
+        return "MIMIC"
+    if "chexpert" in low:
+        return "CheXpert"
+    if "openi" in low or "open-i" in low or low.startswith("iu") or "indiana" in low:
+        return "Open-I"
+    return dataset
+
+
+def figure_html(figure_or_png, alt: str = "plot", width: int | None = None) -> str:
+    """An ``<img>`` with the plot inlined as base64 PNG: a matplotlib figure, PNG bytes, or a base64
+    string."""
+    if isinstance(figure_or_png, str):
+        data = figure_or_png
+    else:
+        if isinstance(figure_or_png, (bytes, bytearray)):
+            raw = bytes(figure_or_png)
+        else:
+            buf = io.BytesIO()
+            figure_or_png.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+            raw = buf.getvalue()
+        data = base64.b64encode(raw).decode("ascii")
+    style = f' style="max-width:{width}px"' if width else ""
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"{style}>'
+
+
+def _cell(value) -> str:
+    text = fmt(value)
+    cls = ' class="empty"' if text == EMPTY else ""
+    return f"<td{cls}>{html.escape(text)}</td>"
+
+
+def _table(header_rows: Sequence[Sequence[tuple[str, int]]], body: Iterable[tuple[str, Sequence]]) -> str:
+    out = ["<table>"]
+    for i, hrow in enumerate(header_rows):
+        cells = "".join(f'<th colspan="{span}">{html.escape(name)}</th>' for name, span in hrow)
+        out.append(f"<tr>{'<th></th>' if i else '<th>Model</th>'}{cells}</tr>")
+    for model, values in body:
+        out.append(f"<tr><th class='model'>{html.escape(model)}</th>{''.join(_cell(v) for v in values)}</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _by_task(results: dict[str, dict], task: str) -> list[dict]:
+    return [r for r in results.values() if r.get("task") == task]
+
+
+def _models(results: dict[str, dict]) -> list[str]:
+    return list(dict.fromkeys(r.get("model_name", "model") for r in results.values()))
+
+
+def _classification_table(results: dict[str, dict], models: list[str]) -> str:
+    cells: dict[tuple[str, str, str], float] = {}
+    datasets = dict(CLASSIFICATION_COLUMNS)
+    for r in _by_task(results, "zero-shot"):
+        name = DATASET_ALIASES.get(r.get("dataset", ""), r.get("dataset", ""))
+        datasets.setdefault(name, ("ZS",))
+        cells[(r.get("model_name", "model"), name, "ZS")] = r["metrics"].get("score")
+    for r in _by_task(results, "finetune"):
+        name = DATASET_ALIASES.get(r.get("dataset", ""), r.get("dataset", ""))
+        settings = tuple(dict.fromkeys(datasets.get(name, ("ZS",)) + tuple(r["metrics"])))
+        datasets[name] = settings
+        for setting, value in r["metrics"].items():
+            cells[(r.get("model_name", "model"), name, setting)] = value
+    header = [[(d, len(s)) for d, s in datasets.items()],
+              [(s, 1) for d, settings in datasets.items() for s in settings]]
+    body = [(m, [cells.get((m, d, s)) for d, settings in datasets.items() for s in settings]) for m in models]
+    return _table(header, body)
+
+
+def _single_metric_table(results: dict[str, dict], models: list[str], task: str, key: str, label: str) -> str:
+    rs = _by_task(results, task)
+    datasets = list(dict.fromkeys(r.get("dataset", "") for r in rs)) or [""]
+    cells = {(r.get("model_name", "model"), r.get("dataset", "")): r["metrics"].get(key) for r in rs}
+    header = [[(d or label, 1) for d in datasets], [(label, 1) for _ in datasets]]
+    return _table(header, [(m, [cells.get((m, d)) for d in datasets]) for m in models])
+
+
+def _retrieval_table(results: dict[str, dict], models: list[str]) -> str:
+    rs = _by_task(results, "retrieval")
+    datasets = list(RETRIEVAL_DATASETS)
+    cells = {}
+    for r in rs:
+        name = _retrieval_name(r.get("dataset", ""))
+        if name not in datasets:
+            datasets.append(name)
+        cells[(r.get("model_name", "model"), name)] = r["metrics"]
+    keys = (("@5", "top5"), ("F1", "f1"), ("Recall", "recall"), ("Precision", "precision"))
+    header = [[(d, len(keys)) for d in datasets], [(k, 1) for _ in datasets for k, _key in keys]]
+    body = [(m, [(cells.get((m, d)) or {}).get(key) for d in datasets for _k, key in keys]) for m in models]
+    return _table(header, body)
+
+
+def _align_table(results: dict[str, dict], models: list[str]) -> str:
+    rs = _by_task(results, "cxr-align")
+    sources = list(ALIGN_SOURCES.values())
+    cells = {}
+    for r in rs:
+        for source, vals in (r.get("per_source") or {}).items():
+            name = ALIGN_SOURCES.get(source.lower(), source)
+            if name not in sources:
+                sources.append(name)
+            cells[(r.get("model_name", "model"), name)] = vals
+    header = [[(s, 2) for s in sources], [(k, 1) for _ in sources for k in ("A", "B")]]
+    body = [(m, [(cells.get((m, s)) or {}).get(k) for s in sources for k in ("A", "B")]) for m in models]
+    return _table(header, body)
+
+
+def _negation_table(results: dict[str, dict], models: list[str]) -> str:
+    rs = _by_task(results, "negation-retrieval")
+    if not rs:
+        return _table([[("P@k X", 1), ("P@k no X", 1), ("gap", 1)]], [(m, [None, None, None]) for m in models])
+    rows = []
+    for r in rs:
+        k = (r.get("ks") or [10])[min(1, len(r.get("ks") or [10]) - 1)]
+        m = r["metrics"]
+        rows.append((f"{r.get('model_name', 'model')} ({r.get('dataset', '')}, k={k})",
+                     [m.get(f"P@{k}"), m.get(f"P@{k} (no)"), m.get(f"gap@{k}")]))
+    return _table([[("P@k X", 1), ("P@k no X", 1), ("gap", 1)]], rows)
+
+
+def _details(name: str, r: dict) -> str:
+    table = r.get("table") or {}
+    parts = [f"<details><summary>{html.escape(r.get('task', ''))} — {html.escape(str(r.get('dataset', '')))}"
+             f" — {html.escape(r.get('model_name', ''))} <span class='src'>({html.escape(name)})</span>"
+             "</summary>"]
+    if table.get("columns"):
+        parts.append("<table><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in table["columns"])
+                     + "</tr>")
+        for row in table.get("rows", []):
+            parts.append("<tr>" + "".join(_cell(v) for v in row) + "</tr>")
+        parts.append("</table>")
+    for note in r.get("notes", []):
+        parts.append(f"<p class='note'>note: {html.escape(str(note))}</p>")
+    for reason, count in (r.get("skipped") or {}).items():
+        parts.append(f"<p class='skip'>skipped {count}: {html.escape(str(reason))}</p>")
+    parts.append("</details>")
+    return "\n".join(parts)
+
+
+def _plots(results: dict[str, dict]) -> str:
+    out = []
+    for r in results.values():
+        for title, data in (r.get("plots") or {}).items():
+            out.append(f"<figure>{figure_html(data, alt=title)}<figcaption>{html.escape(r.get('model_name', ''))}"
+                       f": {html.escape(title)}</figcaption></figure>")
+    return "\n".join(out)
+
+
+CSS = """
+body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#222;background:#fff;max-width:1200px}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:2px solid #335;padding-bottom:3px}
+table{border-collapse:collapse;margin:8px 0 6px;font-size:13px}
+th,td{border:1px solid #99a;padding:3px 8px;text-align:center}th{background:#dde3ee}
+th.model{text-align:left;background:#eef1f6}td.empty{color:#999;background:#f6f6f6}
+p.caption{font-size:12px;color:#444;max-width:1000px}p.note{color:#8a4b00;font-size:12px}
+p.skip{color:#555;font-size:12px}figure{display:inline-block;margin:8px}figcaption{font-size:12px}
+span.src{color:#777;font-size:11px}img{max-width:560px;border:1px solid #ccd}
+"""
+
+
+def render_report(results: dict[str, dict], out_html: str | Path,
+                  extra_sections: Sequence[tuple[str, str]] = (), title: str = "clinclip evaluation report"
+                  ) -> Path:
+    """Write the HTML report; returns its path. See the module docstring."""
+    models = _models(results) or ["(no result)"]
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sections = [
+        ("Table 2 — Zero-shot (ZS) and fine-tuned (FT10/FT100) classification",
+         _classification_table(results, models),
+         "AUC for RSNA, RSNA-ab and SIIM; accuracy for VinDr, CheXpert 5x200 and CXR14 (percent). "
+         "FT: mean over seeds (std in the details below)."),
+        ("Table 3 — Normal case detection", _single_metric_table(results, models, "normal-detection",
+                                                                 "accuracy", "NCD ACC"),
+         "Top-1 accuracy: each normal image's own report against 2,999 abnormal reports (fewer when the pool "
+         "is smaller: see the notes)."),
+        ("Table 4 — Adversarial prediction", _single_metric_table(results, models, "adversarial", "accuracy",
+                                                                  "Adversarial CLS"),
+         "Both queries right (present entity X picked over 'no X', absent entity Y's 'no Y' picked); "
+         "chance 25%."),
+        ("Table 5 — Report retrieval", _retrieval_table(results, models),
+         "Top-5 accuracy (@5) and the label-based F1, recall and precision of the top-1 report."),
+        ("Table 6 — CXR-Align", _align_table(results, models),
+         "A: original report r preferred over its negated version r^n; B: r preferred over r^r (the "
+         "chosen entity's sentences removed)."),
+        ("Negation retrieval", _negation_table(results, models),
+         "Precision@k of the prompts 'X' and 'no X' (mean over findings) and their gap."),
+    ]
+    body = [f"<h1>{html.escape(title)}</h1>",
+            f"<p class='caption'>Generated {now} from {len(results)} result file(s). Numbers are "
+            f"percentages; '–' marks a cell with no result.</p>"]
+    for heading, table, caption in sections:
+        body += [f"<h2>{html.escape(heading)}</h2>", table, f"<p class='caption'>{html.escape(caption)}</p>"]
+    plots = _plots(results)
+    if plots:
+        body += ["<h2>Analyses and plots</h2>", plots]
+    for heading, fragment in extra_sections:
+        body += [f"<h2>{html.escape(heading)}</h2>", fragment]
+    if results:
+        body += ["<h2>Details of every result</h2>"] + [_details(n, r) for n, r in results.items()]
+    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>" + html.escape(title)
+            + f"</title><style>{CSS}</style></head><body>" + "\n".join(body) + "</body></html>")
+    out = Path(out_html)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return out

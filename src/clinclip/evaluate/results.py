@@ -1,0 +1,91 @@
+"""The result of a task: one JSON-able dict, written as ``results.json`` plus a Markdown table beside it
+(``results.md``).
+
+Every task returns a dict with at least ``task``, ``model``, ``model_name``, ``dataset``, ``data``,
+``split``, ``metrics`` (headline numbers, fractions in [0, 1]), ``table`` (``{"columns": [...],
+"rows": [[...], ...]}`` for the Markdown file), ``skipped`` (reason -> count: nothing is silently
+lost) and ``notes`` (sentences the reader must see, e.g. a pool smaller than the protocol asks).
+Plots are base64 PNG strings under ``plots``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return None if math.isnan(v) or math.isinf(v) else v
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def fmt(value, percent: bool = True) -> str:
+    """A number for a table: percentages with one decimal (as in the paper), '–' for missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{100 * value:.1f}" if percent else f"{value:.3f}"
+    return str(value)
+
+
+def markdown_table(result: dict) -> str:
+    table = result.get("table") or {}
+    columns, rows = table.get("columns", []), table.get("rows", [])
+    title = f"## {result.get('task', 'result')} — {result.get('dataset', '')} ({result.get('model_name', '')})"
+    lines = [title, ""]
+    if columns:
+        lines.append("| " + " | ".join(str(c) for c in columns) + " |")
+        lines.append("|" + "---|" * len(columns))
+        for row in rows:
+            lines.append("| " + " | ".join(fmt(v) for v in row) + " |")
+        lines.append("")
+    lines.append("Numbers are percentages unless a column says otherwise.")
+    for note in result.get("notes", []):
+        lines.append(f"- note: {note}")
+    for reason, count in (result.get("skipped") or {}).items():
+        lines.append(f"- skipped {count}: {reason}")
+    return "\n".join(lines) + "\n"
+
+
+def write_result(result: dict, out: str | Path) -> tuple[Path, Path]:
+    """Write ``out`` (JSON) and the Markdown table beside it (same name, ``.md``)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(_jsonable(result), indent=2))
+    md = out.with_suffix(".md")
+    md.write_text(markdown_table(result))
+    return out, md
+
+
+def read_results(paths) -> dict[str, dict]:
+    """Read results JSON files into ``{path: result}`` (the input of ``render_report``)."""
+    from clinclip.errors import ClinclipError
+
+    results = {}
+    for p in paths:
+        p = Path(p)
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ClinclipError(f"results file {p} could not be read as JSON: {err}") from err
+        if not isinstance(data, dict) or "task" not in data:
+            raise ClinclipError(f"results file {p} is not a clinclip result (no 'task' field)")
+        results[str(p)] = data
+    return results
