@@ -1,0 +1,190 @@
+"""LLM backend against a fake OpenAI-compatible server on 127.0.0.1 (stdlib http.server in a thread)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from clinclip.errors import ClinclipError
+from clinclip.text.llm import LLMClient, LLMConfig, LLMTextBackend, load_prompt, parse_sentences
+
+
+class FakeServer:
+    """Answers like a chat-completions endpoint; records requests and the peak number in flight."""
+
+    def __init__(self, delay: float = 0.0):
+        self.delay = delay
+        self.requests: list[dict] = []
+        self.seen: Counter = Counter()
+        self.in_flight = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.in_flight += 1
+                    server.peak = max(server.peak, server.in_flight)
+                    server.requests.append(body)
+                try:
+                    time.sleep(server.delay)
+                    status, content = server.answer(body)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+                if status != 200:
+                    self.send_response(status)
+                    self.end_headers()
+                    self.wfile.write(b'{"error": "overloaded"}')
+                    return
+                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(payload.encode())
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def answer(self, body) -> tuple[int, str]:
+        assert body["temperature"] == 0 and body["response_format"] == {"type": "json_object"}
+        system, user = body["messages"][0]["content"], json.loads(body["messages"][1]["content"])
+        key = json.dumps(user, sort_keys=True)
+        with self.lock:
+            self.seen[key] += 1
+            first = self.seen[key] == 1
+        if "report" in user:  # pass (a)
+            report = user["report"]
+            if "BADJSON" in report:
+                return 200, "Sure! Here are the sentences: no pleural effusion"
+            if "FAIL500" in report and first:
+                return 500, ""
+            parts = [p.strip(" .") for p in re.split(r"\.|\bor\b", report) if p.strip(" .")]
+            neg = report.lower().startswith("no ")
+            return 200, json.dumps({"sentences": [("No " if neg and not p.lower().startswith("no") else "")
+                                                  + p + "." for p in parts]})
+        if "finding" in user:  # pass (c)
+            word = user["finding"].split()[-1].lower()
+            keep = [s for s in user["sentences"] if word not in s.lower()]
+            if user["finding"] == "Cardiomegaly":  # a wrong answer: keeps the finding, drops another
+                keep = [s for s in user["sentences"] if "effusion" not in s.lower()]
+            return 200, "```json\n" + json.dumps({"sentences": keep}) + "\n```"
+        assert "prior" in system.lower()  # pass (b)
+        return 200, json.dumps({"sentences": [s for s in user["sentences"] if "unchanged" not in s.lower()]})
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _config(server, tmp_path, **kw) -> LLMConfig:
+    return LLMConfig(base_url=server.url, model="fake-model", cache_dir=str(tmp_path / "cache"), backoff_s=0.01,
+                     **kw)
+
+
+def test_good_answers_invalid_json_fallback_and_retry(tmp_path):
+    with FakeServer() as server:
+        backend = LLMTextBackend(LLMClient(_config(server, tmp_path, max_concurrency=2)))
+        out = backend.split_sentences(["No pleural effusion or pneumothorax.", "BADJSON here.",
+                                       "FAIL500 Mild cardiomegaly."])
+        assert out[0] == ["No pleural effusion.", "No pneumothorax."]
+        assert out[1] is None  # invalid JSON: the caller uses the rules splitter
+        assert out[2] == ["FAIL500 Mild cardiomegaly."]  # 500 first, then success after one retry
+        assert backend.counts["split: invalid answer, rules used"] == 1
+        assert backend.client.counts["retries"] == 1
+        assert len(server.requests) == 4
+
+
+def test_cache_hit_sends_no_second_request(tmp_path):
+    with FakeServer() as server:
+        client = LLMClient(_config(server, tmp_path))
+        first = LLMTextBackend(client).split_sentences(["Mild cardiomegaly. Small left effusion."])
+        n = len(server.requests)
+        # A new client on the same cache folder: answered from disk.
+        again = LLMTextBackend(LLMClient(_config(server, tmp_path))).split_sentences(
+            ["Mild cardiomegaly. Small left effusion."])
+        assert again == first and len(server.requests) == n == 1
+        # Editing the prompt changes the key: asked again.
+        prompts = tmp_path / "prompts"
+        prompts.mkdir()
+        for name in ("split_sentences.txt", "remove_temporal.txt", "remove_finding.txt"):
+            (prompts / name).write_text(load_prompt({"split_sentences.txt": "split", "remove_temporal.txt": "temporal",
+                                                     "remove_finding.txt": "remove"}[name]) + "\nBe brief.")
+        LLMTextBackend(LLMClient(_config(server, tmp_path, prompts_dir=str(prompts)))).split_sentences(
+            ["Mild cardiomegaly. Small left effusion."])
+        assert len(server.requests) == 2
+
+
+def test_concurrency_bound_is_respected(tmp_path):
+    with FakeServer(delay=0.05) as server:
+        client = LLMClient(_config(server, tmp_path, max_concurrency=3))
+        reports = [f"Finding number {i}." for i in range(15)]
+        out = LLMTextBackend(client).split_sentences(reports)
+        assert all(o == [r] for o, r in zip(out, reports))
+        assert 2 <= server.peak <= 3
+
+
+def test_requests_failing_after_retries_fall_back(tmp_path):
+    with FakeServer() as server:
+        server.answer = lambda body: (503, "")
+        backend = LLMTextBackend(LLMClient(_config(server, tmp_path, max_retries=2)))
+        assert backend.split_sentences(["Mild cardiomegaly."]) == [None]
+        assert len(server.requests) == 3
+        assert backend.counts["split: request failed, rules used"] == 1
+
+
+def test_auth_error_is_a_clear_config_error(tmp_path):
+    with FakeServer() as server:
+        server.answer = lambda body: (401, "")
+        backend = LLMTextBackend(LLMClient(_config(server, tmp_path)))
+        with pytest.raises(ClinclipError, match="fake-model.*401"):
+            backend.split_sentences(["Mild cardiomegaly."])
+
+
+def test_remove_finding_is_checked_by_the_labeler(tmp_path):
+    """Pass (c) through the hard-negative code: a good answer is used; a wrong one (the finding kept) is
+    rejected by the labeler and replaced by the rules removal, and counted."""
+    pytest.importorskip("clinclip.text.rules")
+    from clinclip.observations import OBSERVATIONS
+    from clinclip.text.hardneg import make_hard_negatives
+    from clinclip.text.labeler import get_labeler
+
+    labeler = get_labeler("rules")
+    reports = [["Small right pleural effusion.", "Mild cardiomegaly."],
+               ["Moderate cardiomegaly.", "Left pleural effusion."]]
+    labels = labeler.label([" ".join(r) for r in reports])
+    # Force the entity: only one positive each (effusion in report 0, cardiomegaly in report 1).
+    labels[0, OBSERVATIONS.index("Cardiomegaly")] = 0.0
+    labels[1, OBSERVATIONS.index("Pleural Effusion")] = 0.0
+    with FakeServer() as server:
+        backend = LLMTextBackend(LLMClient(_config(server, tmp_path)))
+        out, counts = make_hard_negatives(reports, labels, seed=0, labeler=labeler, remover=backend.remove_finding)
+    assert out[0].entity == "Pleural Effusion" and out[0].text_removed == "Mild cardiomegaly."
+    assert out[1].entity == "Cardiomegaly" and out[1].text_removed == "Left pleural effusion."
+    assert counts["remover answer rejected by the labeler: rules used"] == 1
+    for hn in out:
+        assert hn.negated_labels[OBSERVATIONS.index(hn.entity)] in (0.0,) or hn.negated_labels[
+            OBSERVATIONS.index(hn.entity)] != hn.negated_labels[OBSERVATIONS.index(hn.entity)]
+
+
+def test_parse_sentences_schema():
+    assert parse_sentences('{"sentences": ["A.", " ", "B."]}') == ["A.", "B."]
+    assert parse_sentences('```json\n{"sentences": []}\n```') == []
+    for bad in ("[]", '{"sentences": "A."}', '{"sentences": [1]}', '{"sentences": [], "extra": 1}', "nope", None):
+        assert parse_sentences(bad) is None
