@@ -162,22 +162,25 @@ def _core(name: str, attrs: dict, rng: np.random.Generator) -> tuple[str, str]:
     sev = attrs.get("severity", 1) - 1
     side = attrs.get("side", "")
     if name == "Enlarged Cardiomediastinum":
-        return _pick(rng, (f"{SEVERITY['mediastinum'][sev]} widening of the mediastinum",
-                           "enlargement of the cardiomediastinal silhouette",
-                           f"{SEVERITY['mediastinum'][sev]} mediastinal widening")), ""
+        return _pick(rng, ((f"{SEVERITY['mediastinum'][sev]} widening of the mediastinum", ""),
+                           ("enlargement of the cardiomediastinal silhouette", ""),
+                           ("enlarged cardiomediastinal silhouette", "a "),
+                           (f"{SEVERITY['mediastinum'][sev]} mediastinal widening", "")))
     if name == "Cardiomegaly":
         return _pick(rng, (f"{SEVERITY['default'][sev]} cardiomegaly",
                            f"{SEVERITY['default'][sev]} enlargement of the cardiac silhouette")), ""
     if name == "Lung Opacity":
-        return _pick(rng, (f"hazy opacity in the {attrs['location']}",
-                           f"ill-defined opacity at the {attrs['location']}",
-                           f"{attrs['location']} opacity")), "a "
+        return _pick(rng, ((f"hazy opacity in the {attrs['location']}", "a "),
+                           (f"ill-defined opacity at the {attrs['location']}", "an "),
+                           (f"lung opacity in the {attrs['location']}", ""),
+                           (f"{attrs['location']} opacity", "a ")))
     if name == "Lung Lesion":
         kind = attrs["kind"]
         if attrs["count"] > 1:
             return f"multiple {side} pulmonary nodules", ""
         size = ("8 mm", "14 mm", "3.5 cm")[sev]
-        return _pick(rng, (f"{size} {side} lung {kind}", f"{side} lung {kind} measuring {size}")), "a "
+        return _pick(rng, (f"{size} {side} lung {kind}", f"{side} lung {kind} measuring {size}",
+                           f"{side} lung lesion measuring {size}")), "a "
     if name == "Edema":
         return _pick(rng, (f"{SEVERITY['default'][sev]} pulmonary edema",
                            f"{SEVERITY['default'][sev]} interstitial pulmonary edema",
@@ -221,7 +224,11 @@ def _device_sentences(attrs: dict, rng: np.random.Generator) -> list[str]:
         "pacemaker": ("Left-sided pacemaker with leads in the right atrium and right ventricle.",
                       "A dual-lead pacemaker is in place."),
     }
-    return [_pick(rng, banks[kind]) for kind in attrs["kinds"]]
+    sentences = [_pick(rng, banks[kind]) for kind in attrs["kinds"]]
+    if rng.random() < 0.35:
+        sentences.append(_pick(rng, ("Support devices are in standard position.",
+                                     "Lines and tubes are in standard position.")))
+    return sentences
 
 
 def _capitalize(text: str) -> str:
