@@ -42,6 +42,31 @@ def phantom(
     )
 
 
+@user_errors
+def demo(
+    out: Path = typer.Option(..., "--out", help="Folder for everything the demo writes."),
+    n: int = typer.Option(None, "--n", help="Phantom studies (default 3000; 240 with --quick)."),
+    steps: int = typer.Option(None, "--steps", help="Training steps per model."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Training batch size."),
+    lr: float = typer.Option(None, "--lr", help="Peak learning rate."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data, the training and the evaluation."),
+    quick: bool = typer.Option(False, "--quick", help="A reduced run (about a minute): checks the plumbing."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when an expectation fails."),
+) -> None:
+    """Run the method end to end on phantom data (CPU, no download, ~15 min): generate, adapt, prepare
+    the reports, train clip and clip-ng-dtcg, evaluate both (CXR-Align, zero-shot, adversarial), and
+    write results.json and report.html with a PASS/FAIL line per expectation."""
+    from clinclip.phantom.demo import DemoConfig, run_demo
+
+    overrides = {k: v for k, v in dict(n_studies=n, steps=steps, batch_size=batch_size, lr=lr).items()
+                 if v is not None}
+    cfg = DemoConfig.quick(seed=seed, **overrides) if quick else DemoConfig(seed=seed, **overrides)
+    outcome = run_demo(out, cfg)
+    if strict and not all(e.passed for e in outcome.expectations):
+        raise typer.Exit(code=1)
+
+
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the top-level app."""
     app.command(name="phantom")(phantom)
+    app.command(name="demo")(demo)
