@@ -109,7 +109,10 @@ def _single_metric_table(results: dict[str, dict], models: list[str], task: str,
     rs = _by_task(results, task)
     datasets = list(dict.fromkeys(r.get("dataset", "") for r in rs)) or [""]
     cells = {(r.get("model_name", "model"), r.get("dataset", "")): r["metrics"].get(key) for r in rs}
-    header = [[(d or label, 1) for d in datasets], [(label, 1) for _ in datasets]]
+    if datasets == [""]:
+        header = [[(label, 1)]]
+    else:
+        header = [[(d or "(unnamed)", 1) for d in datasets], [(label, 1) for _ in datasets]]
     return _table(header, [(m, [cells.get((m, d)) for d in datasets]) for m in models])
 
 
