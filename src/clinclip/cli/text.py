@@ -2,12 +2,117 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
 from clinclip.cli import text_prepare
+from clinclip.cli.errors import user_errors
 
 text_app = typer.Typer(help="Report text pipeline: sections, sentences, labels, hard negatives, graphs.",
                        no_args_is_help=True)
+
+_MAX_REPORT_CHARS = 20_000  # longer texts are labelled on their first 20k characters (and reported)
+
+
+@text_app.command("label")
+@user_errors
+def label(
+    input: Path = typer.Option(..., "--input", "-i", help="CSV / Parquet table, or a folder of .txt reports "
+                               "(e.g. MIMIC-CXR files/, searched recursively)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output CSV in the CheXpert labeler's format."),
+    text_column: str = typer.Option("report", "--text-column", help="Column holding the report text (tables)."),
+    backend: str = typer.Option("rules", "--backend", help="Labeler: rules, chexbert, csv."),
+    sections: bool = typer.Option(True, "--sections/--no-sections",
+                                  help="Label FINDINGS + IMPRESSION only (default) or the whole text."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="chexbert: checkpoint file."),
+    tokenizer_dir: Optional[Path] = typer.Option(None, "--tokenizer-dir", help="chexbert: BERT tokenizer dir."),
+    device: str = typer.Option("cpu", "--device", help="chexbert: torch device."),
+    labels_file: Optional[Path] = typer.Option(None, "--labels-file", help="csv: table with the 14 label columns."),
+    key_column: str = typer.Option("study_id", "--key-column", help="csv: column joining reports to labels."),
+) -> None:
+    """Label reports with the 14 CheXpert observations.
+
+    Writes the CheXpert labeler's CSV: a ``Reports`` column, then the 14 observations in its order,
+    values 1.0 / 0.0 / -1.0 / empty. Every input row gives one output row; rows that could not be
+    read or are empty keep empty labels and are listed at the end.
+
+    Example: clinclip text label --input reports.csv --text-column report --out labels.csv
+    """
+    import numpy as np
+    import pandas as pd
+    from tqdm import tqdm
+
+    from clinclip.errors import ClinclipError
+    from clinclip.observations import CHEXPERT_LABELER_ORDER, OBSERVATIONS
+    from clinclip.text.io import read_reports
+    from clinclip.text.labeler import get_labeler
+    from clinclip.text.sections import report_body
+
+    frame = read_reports(input, text_column)
+    kwargs = {}
+    if backend == "chexbert":
+        if checkpoint is None:
+            raise ClinclipError("--backend chexbert needs --checkpoint (the CheXbert .pth file)")
+        kwargs = {"checkpoint": checkpoint, "tokenizer_dir": tokenizer_dir, "device": device}
+    elif backend == "csv":
+        if labels_file is None:
+            raise ClinclipError("--backend csv needs --labels-file (a table with the 14 label columns)")
+        kwargs = {"path": labels_file, "key_column": key_column}
+        if key_column not in frame.columns and "report_id" in frame.columns:
+            frame[key_column] = frame["report_id"]
+    labeler = get_labeler(backend, **kwargs)
+
+    problems: list[str] = []
+    texts: list[str] = []
+    for report, source, error in zip(frame["report"], frame["source"], frame["read_error"]):
+        if error:
+            problems.append(f"{source}: {error}")
+            texts.append("")
+            continue
+        if not report.strip():
+            problems.append(f"{source}: empty report")
+            texts.append("")
+            continue
+        if len(report) > _MAX_REPORT_CHARS:
+            problems.append(f"{source}: report of {len(report):,} characters; labelled its first "
+                            f"{_MAX_REPORT_CHARS:,}")
+            report = report[:_MAX_REPORT_CHARS]
+        body = report_body(report) if sections else report
+        if not body.strip():
+            problems.append(f"{source}: no findings/impression text")
+        texts.append(body)
+
+    keys = frame[key_column].astype(str).tolist() if backend == "csv" else texts
+    labels = np.full((len(texts), len(OBSERVATIONS)), np.nan)
+    batch = 1024
+    with tqdm(total=len(texts), desc="labelling", unit="report", disable=len(texts) < 2000) as bar:
+        for start in range(0, len(texts), batch):
+            chunk = keys[start: start + batch]
+            labels[start: start + len(chunk)] = labeler.label(chunk)
+            bar.update(len(chunk))
+    if backend != "csv":
+        empty = np.array([not t.strip() for t in texts])
+        labels[empty] = np.nan  # nothing to label: blank, not "No Finding"
+
+    table = pd.DataFrame({"Reports": frame["report"].tolist()})
+    index = {name: i for i, name in enumerate(OBSERVATIONS)}
+    for name in CHEXPERT_LABELER_ORDER:
+        table[name] = labels[:, index[name]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+
+    n = len(table)
+    positives = int(np.nansum(labels == 1.0))
+    typer.echo(f"labelled {n:,} reports with '{backend}' -> {out} ({positives:,} positive labels)")
+    if problems:
+        typer.secho(f"{len(problems):,} report(s) kept with empty labels or truncated:", fg=typer.colors.YELLOW,
+                    err=True)
+        for line in problems[:50]:
+            typer.secho(f"  {line}", err=True)
+        if len(problems) > 50:
+            typer.secho(f"  ... and {len(problems) - 50:,} more", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,84 @@
+"""Reading reports: a CSV / Parquet table with a text column, or a folder of ``.txt`` reports.
+
+``read_reports(input, text_column) -> DataFrame`` with columns ``report_id``, ``report`` (the text,
+"" when unreadable or empty), ``source`` (file the row came from) and ``read_error`` (None, or why
+the report could not be read). Every input row / file gives one output row: nothing is silently lost.
+Other columns of a table are kept.
+
+Folder layout: any tree of ``.txt`` files, searched recursively; MIMIC-CXR's
+``files/pNN/pSUBJECT/sSTUDY.txt`` gives ``report_id`` = ``sSTUDY`` (the file stem) and
+``patient_id`` = ``pSUBJECT`` when the parent folder looks like one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from clinclip.errors import ClinclipError
+
+TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    name = path.name.lower()
+    for suffix in (".gz", ".bz2", ".zip", ".xz"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    kind = next((k for s, k in TABLE_SUFFIXES.items() if name.endswith(s)), None)
+    if kind is None:
+        raise ClinclipError(f"{path}: unknown table format (expected .csv, .tsv, .parquet, or a folder of .txt)")
+    try:
+        if kind == "parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", dtype=str, keep_default_na=False,
+                           compression="infer", encoding_errors="replace")
+    except (ValueError, OSError, pd.errors.ParserError) as err:
+        raise ClinclipError(f"{path}: cannot read the table: {err}") from err
+
+
+def _read_folder(folder: Path) -> pd.DataFrame:
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".txt" and not p.is_dir())
+    if not files:
+        raise ClinclipError(f"{folder}: no .txt reports found (searched recursively)")
+    rows = []
+    for p in files:
+        error = None
+        try:
+            raw = p.read_bytes()
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = raw.decode("latin-1")
+        except OSError as err:
+            text, error = "", f"unreadable: {err.strerror or err}"
+        parent = p.parent.name
+        rows.append({
+            "report_id": p.stem,
+            "patient_id": parent if parent[:1] == "p" and parent[1:].isdigit() else None,
+            "report": text,
+            "source": str(p),
+            "read_error": error,
+        })
+    return pd.DataFrame(rows)
+
+
+def read_reports(input: str | Path, text_column: str | None = "report") -> pd.DataFrame:
+    """Reports of a table (``text_column`` holds the text) or of a folder of ``.txt`` files."""
+    path = Path(input)
+    if not path.exists():
+        raise ClinclipError(f"input not found: {path}")
+    if path.is_dir():
+        return _read_folder(path)
+    frame = _read_table(path)
+    if text_column not in frame.columns:
+        raise ClinclipError(f"{path}: no column {text_column!r}; the file has columns {list(frame.columns)}")
+    out = frame.copy()
+    texts = out[text_column]
+    out["report"] = [t if isinstance(t, str) else ("" if t is None or pd.isna(t) else str(t)) for t in texts]
+    if "report_id" not in out.columns:
+        out["report_id"] = [str(i) for i in range(len(out))]
+    out["source"] = [f"{path}:row {i + 2}" for i in range(len(out))]
+    out["read_error"] = None
+    return out

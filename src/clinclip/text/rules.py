@@ -1,0 +1,279 @@
+"""Rule-based mention finder: CheXpert observations with NegEx-style negation and uncertainty scopes.
+
+The lexicons are YAML files in ``clinclip/text/lexicon/`` (``mentions.yaml``, ``cues.yaml``) that
+users can read and extend. Each lexicon is compiled once into a single scanner (``_regex.PhraseSet``:
+one alternation with first-character dispatch), so a report is scanned twice in total (mentions,
+cues) whatever the size of the lexicons.
+
+Public API: ``Mention`` and ``find_mentions(text)``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Iterable
+
+import yaml
+
+from clinclip.observations import NO_FINDING, OBSERVATIONS
+from clinclip.text._regex import Branch, PhraseSet
+
+POSITIVE, NEGATIVE, UNCERTAIN = "positive", "negative", "uncertain"
+ASSERTIONS = (POSITIVE, NEGATIVE, UNCERTAIN)
+
+#: pseudo-observation of ``find_mentions(..., include_other=True)``: CheXpert's "No Finding" mentions,
+#: abnormalities outside the 14 observations (emphysema, granuloma, scoliosis, ...)
+OTHER_FINDING = "Other Finding"
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One mention of an observation in a text: ``text[start:end] == phrase``."""
+
+    observation: str
+    phrase: str
+    start: int
+    end: int
+    assertion: str  # "positive" | "negative" | "uncertain"
+
+
+# --------------------------------------------------------------------------------------------------
+# Lexicon loading
+
+
+def _read_yaml(name: str) -> dict:
+    with resources.files("clinclip.text").joinpath("lexicon", name).open("r", encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _expand_macros(pattern: str, macros: dict[str, str]) -> str:
+    def repl(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in macros:
+            raise ValueError(f"lexicon: unknown macro {{{name}}} in pattern {pattern!r}")
+        return macros[name]
+
+    # Repeat so macros may use macros.
+    for _ in range(5):
+        new = re.sub(r"\{([A-Z_]+)\}", repl, pattern)
+        if new == pattern:
+            break
+        pattern = new
+    return pattern
+
+
+def _wrap(pattern: str) -> str:
+    """Word boundaries around an entry; an entry ending in \\w* is a prefix (no trailing boundary)."""
+    tail = "" if pattern.endswith(r"\w*") else r"\b"
+    return rf"\b(?:{pattern}){tail}"
+
+
+def _length_key(pattern: str) -> int:
+    """Approximate literal length of a pattern (longer first within a priority class)."""
+    return len(re.sub(r"\\[a-z]|[()?:*+|\[\]{}^$\\]", "", pattern))
+
+
+@dataclass(frozen=True)
+class _Entry:
+    observations: tuple[str, ...]
+    fixed: str | None  # assertion fixed by the statement itself, or None (from scopes)
+    exclude: bool = False
+    implies_uncertain: tuple[str, ...] = ()
+
+
+@functools.lru_cache(maxsize=1)
+def _mention_scanner() -> PhraseSet:
+    data = _read_yaml("mentions.yaml")
+    macros: dict[str, str] = {}
+    for name, pat in (data.get("macros") or {}).items():
+        macros[name] = _expand_macros(pat, macros)
+
+    excludes: list[Branch] = []
+    statements: list[Branch] = []
+    for item in data.get("statements") or []:
+        observations = tuple(item["observations"])
+        unknown = [o for o in observations if o not in OBSERVATIONS]
+        if unknown or item.get("assertion") not in ASSERTIONS:
+            raise ValueError(f"lexicon mentions.yaml: bad statement {item!r}")
+        fixed_assertion = item["assertion"] if item["assertion"] != POSITIVE else None
+        for pat in item.get("patterns") or []:
+            statements.append(Branch(_wrap(_expand_macros(pat, macros)), _Entry(observations, fixed_assertion)))
+    fixed: dict[str, list[Branch]] = {UNCERTAIN: [], NEGATIVE: [], POSITIVE: []}
+    plain: list[tuple[int, Branch]] = []
+    for obs, spec in (data.get("observations") or {}).items():
+        if obs not in OBSERVATIONS:
+            raise ValueError(f"lexicon mentions.yaml: unknown observation {obs!r}")
+        implied = spec.get("implies_uncertain") or {}
+        for pat in spec.get("exclude") or []:
+            excludes.append(Branch(_wrap(_expand_macros(pat, macros)), _Entry((), None, exclude=True)))
+        for kind in (UNCERTAIN, NEGATIVE, POSITIVE):
+            for pat in spec.get(kind) or []:
+                fixed[kind].append(Branch(_wrap(_expand_macros(pat, macros)),
+                                          _Entry((obs,), kind if kind != POSITIVE else None)))
+        for pat in spec.get("mentions") or []:
+            imp = tuple(v for k, v in implied.items() if re.fullmatch(pat, k))
+            src = _expand_macros(pat, macros)
+            plain.append((_length_key(src), Branch(_wrap(src), _Entry((obs,), None, implies_uncertain=imp))))
+    for pat in data.get("normal") or []:
+        fixed[POSITIVE].insert(0, Branch(_wrap(_expand_macros(pat, macros)), _Entry((NO_FINDING,), POSITIVE)))
+    for pat in data.get("other_findings") or []:
+        src = _expand_macros(pat, macros)
+        plain.append((_length_key(src), Branch(_wrap(src), _Entry((OTHER_FINDING,), None))))
+
+    # The same phrase may be a mention of several observations (e.g. "hydropneumothorax"): merge.
+    merged: dict[str, _Entry] = {}
+    order: list[tuple[int, str]] = []
+    for length, br in plain:
+        if br.pattern in merged:
+            old = merged[br.pattern]
+            merged[br.pattern] = _Entry(old.observations + br.key.observations, None,
+                                        implies_uncertain=old.implies_uncertain + br.key.implies_uncertain)
+        else:
+            merged[br.pattern] = br.key
+            order.append((length, br.pattern))
+    order.sort(key=lambda x: -x[0])  # stable: longest first
+    plain_branches = [Branch(p, merged[p]) for _, p in order]
+    branches = excludes + statements + fixed[UNCERTAIN] + fixed[NEGATIVE] + fixed[POSITIVE] + plain_branches
+    return PhraseSet(branches)
+
+
+# Cue classes, in scanner priority order.
+_CUE_CLASSES = ("pseudo", "negation_post", "uncertainty_post", "negation_both", "negation_pre",
+                "uncertainty_pre", "uncertainty_link", "uncertainty_weak", "termination")
+_PSEUDO, _NEG_POST, _UNC_POST, _NEG_BOTH, _NEG_PRE, _UNC_PRE, _UNC_LINK, _UNC_WEAK, _TERM = range(9)
+_BOUNDARY = 9
+
+
+@functools.lru_cache(maxsize=1)
+def _cue_scanner() -> tuple[PhraseSet, int]:
+    data = _read_yaml("cues.yaml")
+    macros = {k: v for k, v in (data.get("macros") or {}).items()}
+    branches: list[Branch] = []
+    for cls_index, cls in enumerate(_CUE_CLASSES):
+        pats = [_expand_macros(p, macros) for p in data.get(cls) or []]
+        pats.sort(key=lambda p: -_length_key(p))
+        branches.extend(Branch(_wrap(p), cls_index) for p in pats)
+    # Clause boundaries: sentence punctuation (not a decimal point), ";", ":", blank lines.
+    branches.append(Branch(r"[.?!;:](?!\d)|\n\s*\n", _BOUNDARY))
+    return PhraseSet(branches), int(data.get("post_window", 80))
+
+
+# --------------------------------------------------------------------------------------------------
+# Scopes
+
+
+def _assertions(mentions: list[tuple[int, int, _Entry]], cues: list[tuple[int, int, int]],
+                post_window: int) -> list[str]:
+    """Assertion of each mention from the cues of its clause (see cues.yaml for the rules)."""
+    # Clause id of every position: split at termination cues and boundaries.
+    stops = [s for s, _e, k in cues if k in (_TERM, _BOUNDARY)]
+    cue_starts = [s for s, _e, _k in cues]
+    mention_ends = [e for _s, e, _ in mentions]
+    out: list[str] = []
+    for idx, (ms, me, entry) in enumerate(mentions):
+        if entry.fixed is not None:
+            out.append(entry.fixed)
+            continue
+        # Clause limits around this mention.
+        k = bisect.bisect_right(stops, ms)
+        clause_start = stops[k - 1] if k else -1
+        clause_end = stops[k] if k < len(stops) else 1 << 30
+        # Pre cues: cues in [clause_start, ms).
+        lo = bisect.bisect_right(cue_starts, clause_start)
+        hi = bisect.bisect_left(cue_starts, ms)
+        current = None  # (class, cue end)
+        for cs, ce, kind in cues[lo:hi]:
+            if kind in (_TERM, _BOUNDARY, _PSEUDO, _NEG_POST, _UNC_POST, _UNC_WEAK) or ce > ms:
+                continue
+            if kind == _UNC_LINK:
+                if current is not None and current[0] in (_NEG_PRE, _NEG_BOTH):
+                    continue  # transparent under a negation: "no opacity to suggest pneumonia"
+                kind = _UNC_PRE
+            if current is None:
+                current = (kind, ce)
+                continue
+            # A mention between the current cue and this one starts a new scope.
+            j = bisect.bisect_right(mention_ends, cs)
+            mention_between = any(current[1] <= mentions[t][0] and mentions[t][1] <= cs
+                                  for t in range(max(0, j - 3), j))
+            if mention_between or current[0] not in (_NEG_PRE, _NEG_BOTH):
+                current = (kind, ce)
+        if current is not None:
+            out.append(NEGATIVE if current[0] in (_NEG_PRE, _NEG_BOTH) else UNCERTAIN)
+            continue
+        # Post cues: first negation/uncertainty cue after the mention in its clause, within the window.
+        lo = bisect.bisect_left(cue_starts, me)
+        assertion = None
+        for cs, _ce, kind in cues[lo:]:
+            if cs >= clause_end or cs - me > post_window:
+                break
+            if kind in (_NEG_POST, _NEG_BOTH):
+                assertion = NEGATIVE
+                break
+            if kind == _UNC_POST:
+                assertion = UNCERTAIN
+                break
+        if assertion is None:
+            # Weak cues ("or", "versus") joining this mention to a neighbour in the same clause.
+            prev_end = mentions[idx - 1][1] if idx > 0 else None
+            next_start = mentions[idx + 1][0] if idx + 1 < len(mentions) else None
+            lo = bisect.bisect_left(cue_starts, prev_end if prev_end is not None else ms)
+            for cs, _ce, kind in cues[lo:]:
+                if next_start is not None and cs >= next_start or next_start is None and cs >= ms:
+                    break
+                if kind != _UNC_WEAK or cs < clause_start or cs >= clause_end:
+                    continue
+                if prev_end is not None and prev_end <= cs < ms or next_start is not None and me <= cs < next_start:
+                    assertion = UNCERTAIN
+                    break
+        out.append(assertion or POSITIVE)
+    return out
+
+
+def _lower(text: str) -> str:
+    low = text.lower()
+    # Offsets must stay those of ``text``; a few non-ASCII characters change length when lowered.
+    return low if len(low) == len(text) else "".join(ch.lower()[:1] or ch for ch in text)
+
+
+def _scan(text: str) -> list[tuple[int, int, _Entry, str]]:
+    """(start, end, entry, assertion) for every non-excluded mention, in text order."""
+    low = _lower(text)
+    found = [(s, e, entry) for s, e, entry in _mention_scanner().finditer(low) if not entry.exclude]
+    if not found:
+        return []
+    scanner, window = _cue_scanner()
+    cues = list(scanner.finditer(low))
+    assertions = _assertions(found, cues, window)
+    return [(s, e, entry, a) for (s, e, entry), a in zip(found, assertions)]
+
+
+def find_mentions(text: str, include_other: bool = False) -> list[Mention]:
+    """Mentions of the 14 CheXpert observations in ``text``, each with its assertion.
+
+    ``No Finding`` mentions are whole-study normal statements ("no acute cardiopulmonary process"),
+    always positive. With ``include_other`` also returns mentions of abnormalities outside the 14
+    (observation ``OTHER_FINDING``), which CheXpert uses to block No Finding.
+    """
+    out: list[Mention] = []
+    for s, e, entry, assertion in _scan(text):
+        for obs in entry.observations:
+            if obs == OTHER_FINDING and not include_other:
+                continue
+            out.append(Mention(obs, text[s:e], s, e, assertion))
+    return out
+
+
+def scan_observations(text: str) -> Iterable[tuple[str, str]]:
+    """(observation, assertion) pairs of ``text`` for the labeler, including implied ones
+    (CheXpert: a positive/uncertain "chf" makes Cardiomegaly uncertain) and OTHER_FINDING."""
+    for _s, _e, entry, assertion in _scan(text):
+        for obs in entry.observations:
+            yield obs, assertion
+        if entry.implies_uncertain and assertion != NEGATIVE:
+            for obs in entry.implies_uncertain:
+                yield obs, UNCERTAIN
