@@ -1,0 +1,177 @@
+"""Family ``hf-clip``: a Hugging Face ``CLIPModel`` or ``SiglipModel`` as the trainable image and text towers
+(no graph encoder), with the same forward / encode / save / load interface as ``ClinClipModel``.
+
+Used to fine-tune published encoders (CON1/CON2 on CLIP-style models, CheXagent's SigLIP-type encoders) and
+to evaluate them through ``load_encoder``. Preprocessing (size, mean, std, resize mode) comes from the
+directory's ``preprocessor_config.json`` when present, else from the model type's published defaults.
+SigLIP's ``logit_bias`` belongs to its sigmoid loss, which clinclip's softmax losses do not use: it is kept
+(saved and loaded) but frozen, so that DDP sees no unused trainable parameter.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from clinclip.errors import ClinclipError
+from clinclip.models import backbones
+from clinclip.models.config import GraphEncoderConfig, HfClipConfig, ImageEncoderConfig, ModelConfig
+from clinclip.models.io import CONFIG_NAME, detect_model_kind
+from clinclip.models.model import ClinClipModel
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+SIGLIP_MEAN = (0.5, 0.5, 0.5)
+SIGLIP_STD = (0.5, 0.5, 0.5)
+
+
+def hf_image_preprocessing(source: str | None, hf_config) -> ImageEncoderConfig:
+    """Image size / mean / std / resize mode of a CLIP or SigLIP model, as its image processor does it."""
+    kind = hf_config.model_type
+    size = int(hf_config.vision_config.image_size)
+    mean, std = (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD) if kind == "clip" else (SIGLIP_MEAN, SIGLIP_STD)
+    resize_mode = "shorter_crop" if kind == "clip" else "squash"
+    processor_path = Path(source) / "preprocessor_config.json" if source and Path(source).is_dir() else None
+    if processor_path is not None and processor_path.is_file():
+        try:
+            processor = json.loads(processor_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ClinclipError(f"{processor_path}: not valid JSON ({err})") from None
+        mean = tuple(processor.get("image_mean", mean))
+        std = tuple(processor.get("image_std", std))
+        crop = processor.get("crop_size") if processor.get("do_center_crop", kind == "clip") else None
+        target = crop or processor.get("size")
+        if isinstance(target, dict):
+            target = target.get("height") or target.get("shortest_edge") or size
+        if isinstance(target, int):
+            size = target
+        resize_mode = "shorter_crop" if crop else "squash"
+    return ImageEncoderConfig(backbone=None, backbone_config=None, image_size=size, mean=mean, std=std,
+                              resize_mode=resize_mode)
+
+
+class HfClipModel(ClinClipModel):
+    """``CLIPModel`` / ``SiglipModel`` wrapped with clinclip's interface."""
+
+    def __init__(self, config: ModelConfig, tokenizer, hf_model: nn.Module):
+        nn.Module.__init__(self)
+        if hf_model.config.model_type not in ("clip", "siglip"):
+            raise ClinclipError(f"family hf-clip wraps CLIP or SigLIP models, got {hf_model.config.model_type!r}")
+        self.config = config
+        self.tokenizer = tokenizer
+        self.hf_model = hf_model
+        self.graph_encoder = None
+        if hf_model.config.model_type == "siglip":
+            hf_model.logit_bias.requires_grad_(False)
+        config.embed_dim = int(self._embed_width())
+
+    def _embed_width(self) -> int:
+        cfg = self.hf_model.config
+        if cfg.model_type == "clip":
+            return cfg.projection_dim
+        # SigLIP's text head maps hidden_size -> projection_size (which defaults to hidden_size).
+        return getattr(cfg.text_config, "projection_size", None) or cfg.text_config.hidden_size
+
+    @property
+    def kind(self) -> str:
+        return self.hf_model.config.model_type
+
+    @property
+    def logit_scale(self) -> nn.Parameter:  # type: ignore[override]
+        return self.hf_model.logit_scale
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> "HfClipModel":
+        from transformers import AutoModel
+
+        config = copy.deepcopy(config)
+        hf = config.hf_clip
+        if hf.source is not None:
+            resolved = backbones.resolve_source(hf.source, "hf-clip model")
+            try:
+                hf_model = AutoModel.from_pretrained(resolved)
+            except (OSError, ValueError, KeyError) as err:
+                raise backbones._load_error("hf-clip model", hf.source, err) from None
+        else:
+            hf_model = AutoModel.from_config(backbones.config_from_dict(hf.model_config, "hf_clip.model_config"))
+            resolved = None
+        tokenizer = backbones.load_tokenizer(hf.tokenizer or hf.source, "hf-clip tokenizer") \
+            if (hf.tokenizer or hf.source) else None
+        if tokenizer is None:
+            raise ClinclipError("model config: hf_clip.tokenizer is required when hf_clip.source is not given")
+        preprocessing = hf_image_preprocessing(resolved, hf_model.config)
+        if hf.source is not None:  # a directory's processor wins over whatever the config says
+            config.image = preprocessing
+        return cls(config, tokenizer, hf_model)
+
+    @classmethod
+    def from_hf_directory(cls, path: str | Path) -> "HfClipModel":
+        """Wrap a Hugging Face CLIP / SigLIP directory (weights, tokenizer and processor config)."""
+        kind = detect_model_kind(path)
+        if kind not in ("clip", "siglip"):
+            raise ClinclipError(f"{path}: model_type {kind!r}; expected a Hugging Face 'clip' or 'siglip' directory")
+        config = ModelConfig(family="hf-clip", embed_dim=1, hf_clip=HfClipConfig(source=str(path)),
+                             graph=GraphEncoderConfig(enabled=False), description=f"{kind} from {path}")
+        return cls.from_config(config)
+
+    @classmethod
+    def build_saved(cls, config: ModelConfig, directory: Path) -> "HfClipModel":
+        from transformers import AutoModel
+
+        if config.hf_clip.model_config is None:
+            raise ClinclipError(f"{directory / CONFIG_NAME}: hf_clip.model_config is missing; this config was not "
+                                "written by save_pretrained")
+        hf_model = AutoModel.from_config(backbones.config_from_dict(config.hf_clip.model_config,
+                                                                    f"{directory / CONFIG_NAME}: hf_clip"))
+        tokenizer = backbones.load_tokenizer(str(directory), f"tokenizer in {directory}")
+        return cls(config, tokenizer, hf_model)
+
+    def saved_config(self) -> ModelConfig:
+        config = copy.deepcopy(self.config)
+        config.hf_clip.model_config = backbones.backbone_config_dict(self.hf_model)
+        return config
+
+    def save_pretrained(self, directory: str | Path, save_phrase_encoder: bool = True) -> Path:
+        return super().save_pretrained(directory, save_phrase_encoder=False)
+
+    # ------------------------------------------------------------------ towers
+    @property
+    def max_text_length(self) -> int:
+        return self.config.hf_clip.max_text_length or int(self.hf_model.config.text_config.max_position_embeddings)
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        if isinstance(texts, str):
+            raise ClinclipError("tokenize() takes a list of texts, not a single string")
+        # SigLIP pools the last position and was trained on texts padded to full length: pad the same way.
+        padding = "max_length" if self.kind == "siglip" else True
+        encoded = self.tokenizer(list(texts), padding=padding, truncation=True, max_length=self.max_text_length,
+                                 return_tensors="pt")
+        return {"input_ids": encoded["input_ids"],
+                "attention_mask": encoded.get("attention_mask", torch.ones_like(encoded["input_ids"]))}
+
+    @staticmethod
+    def _pooled(output: Any) -> torch.Tensor:
+        # transformers 5 returns a model output whose pooler_output is the projected embedding; 4.x a tensor.
+        return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        if inputs_embeds is not None:
+            raise ClinclipError("hf-clip text towers take token ids, not inputs_embeds; attribute through the "
+                                "embedding layer instead (text_model.embeddings)")
+        if self.kind == "siglip":  # SiglipTextModel ignores padding masks by design (it pools the last token)
+            return self._pooled(self.hf_model.get_text_features(input_ids=input_ids))
+        return self._pooled(self.hf_model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self._pooled(self.hf_model.get_image_features(pixel_values=pixel_values))
+
+    @property
+    def text_model(self) -> nn.Module:
+        return self.hf_model.text_model

@@ -1,0 +1,188 @@
+"""ClinClipModel: forward contract, graph featurisation, phrase cache, gradients, save/load, errors."""
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from clinclip.errors import ClinclipError
+from clinclip.models import ClinClipModel, init_from
+from clinclip.models.graph import parse_graph
+from models_helpers import GRAPH_EFFUSION, GRAPH_EMPTY, GRAPH_NO_EFFUSION, tiny_model_config
+
+TEXTS = ["small left pleural effusion.", "no pleural effusion. heart size is normal."]
+NEG_TEXTS = ["no pleural effusion.", "large right pleural effusion. cardiomegaly. edema."]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return ClinClipModel.from_config(tiny_model_config())
+
+
+def _batch(model, n=2):
+    tokens, neg = model.tokenize(TEXTS[:n]), model.tokenize(NEG_TEXTS[:n])
+    return {"pixel_values": torch.randn(n, 3, 64, 64), **tokens, "neg_input_ids": neg["input_ids"],
+            "neg_attention_mask": neg["attention_mask"], "graphs": [GRAPH_EFFUSION, GRAPH_EMPTY][:n],
+            "neg_graphs": [GRAPH_NO_EFFUSION, GRAPH_EFFUSION][:n]}
+
+
+def test_forward_returns_the_contract_keys(model):
+    out = model(_batch(model))
+    assert set(out) == {"image_embeds", "text_embeds", "neg_text_embeds", "graph_embeds", "neg_graph_embeds",
+                        "logit_scale"}
+    for key in ("image_embeds", "text_embeds", "neg_text_embeds", "graph_embeds", "neg_graph_embeds"):
+        assert out[key].shape == (2, 32)
+    assert out["text_embeds"].norm(dim=1).sub(1).abs().max() > 1e-3  # raw projections, not normalised
+    assert out["logit_scale"].item() == pytest.approx(1 / 0.07, rel=1e-5)
+
+
+def test_absent_parts_give_absent_keys(model):
+    tokens = model.tokenize(TEXTS)
+    assert set(model({"pixel_values": torch.randn(2, 3, 64, 64), **tokens})) == {
+        "image_embeds", "text_embeds", "logit_scale"}
+
+
+def test_joint_text_pass_equals_separate_passes(model):
+    model.eval()
+    batch = _batch(model)
+    with torch.no_grad():
+        out = model(batch)
+        alone = model.text_features(batch["neg_input_ids"], batch["neg_attention_mask"])
+        graphs_alone = model.graph_encoder(batch["neg_graphs"])
+    torch.testing.assert_close(out["neg_text_embeds"], alone, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out["neg_graph_embeds"], graphs_alone, atol=1e-5, rtol=1e-4)
+    model.train()
+
+
+def test_every_trainable_parameter_gets_a_gradient(model):
+    # DDP stops on parameters that receive no gradient; the frozen phrase encoder is not a parameter at all.
+    model.zero_grad()
+    out = model(_batch(model))
+    sum(v.float().pow(2).mean() for v in out.values()).backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert unused == []
+    assert not any(n.startswith("graph_encoder.phrase") for n, _ in model.named_parameters())
+
+
+def test_logit_scale_is_clamped(model):
+    with torch.no_grad():
+        model.logit_scale.fill_(10.0)
+        assert model.current_logit_scale().item() == pytest.approx(100.0)
+        model.logit_scale.fill_(torch.log(torch.tensor(1 / 0.07)).item())
+
+
+def test_graph_parsing_edges_types_and_placeholder():
+    types = ("ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA", "EMPTY")
+    parsed = parse_graph(GRAPH_EFFUSION, types)
+    assert parsed.phrases == ("pleural", "effusion", "small")
+    assert parsed.edges == ((0, 1), (1, 2))
+    empty = parse_graph(GRAPH_EMPTY, types)
+    assert empty.phrases == ("no entity",) and empty.types == ("EMPTY",)
+    bad = json.loads(GRAPH_EFFUSION)
+    bad["entities"]["2"]["relations"] = [["located_at", "9"]]
+    with pytest.raises(ClinclipError, match="unknown entity '9'"):
+        parse_graph(bad, types, "graph 4")
+    bad["entities"]["2"]["label"] = "OBS"
+    with pytest.raises(ClinclipError, match="label 'OBS'"):
+        parse_graph(bad, types)
+    with pytest.raises(ClinclipError, match="not valid graph JSON"):
+        parse_graph("{", types)
+
+
+def test_graph_type_changes_the_embedding(model):
+    # Same words, same edges, only OBS-DP vs OBS-DA: the type embedding must tell them apart.
+    present = json.loads(GRAPH_NO_EFFUSION)
+    present["entities"]["2"]["label"] = "OBS-DP"
+    with torch.no_grad():
+        a, b = model.encode_graph([GRAPH_NO_EFFUSION, json.dumps(present)])
+    assert (a - b).abs().max() > 1e-4
+
+
+def test_phrase_embeddings_are_computed_once_per_phrase(model, monkeypatch):
+    encoder = model.graph_encoder.phrase_encoder
+    calls = []
+    original = encoder.__call__
+
+    class Counting:
+        def __call__(self, phrases, device):
+            calls.append(list(phrases))
+            return original(phrases, device)
+
+    monkeypatch.setattr(model.graph_encoder.phrase_cache, "encode", Counting())
+    graph = json.dumps({"text": "t", "entities": {
+        "1": {"tokens": "tiny apical pneumothorax", "label": "OBS-DP", "relations": []},
+        "2": {"tokens": "tiny apical pneumothorax", "label": "OBS-U", "relations": []}}})
+    with torch.no_grad():
+        model.encode_graph([graph, graph])
+        model.encode_graph([graph])
+    assert calls == [["tiny apical pneumothorax"]]
+
+
+def test_phrase_cache_on_disk_is_reused(tmp_path):
+    config = tiny_model_config(**{"graph.phrase_cache_dir": str(tmp_path / "cache")})
+    first = ClinClipModel.from_config(config)
+    assert first.graph_encoder.warm_up([GRAPH_EFFUSION, GRAPH_EMPTY], progress=False) == 4
+    files = sorted(p.suffix for p in (tmp_path / "cache").iterdir())
+    assert files == [".json", ".safetensors"]
+    second = ClinClipModel.from_config(config)
+    assert len(second.graph_encoder.phrase_cache) == 4
+    torch.testing.assert_close(second.graph_encoder.phrase_cache.table, first.graph_encoder.phrase_cache.table)
+
+
+def test_save_and_load_round_trip(model, tmp_path):
+    model.eval()
+    batch = _batch(model)
+    with torch.no_grad():
+        expected = model(batch)
+    model.save_pretrained(tmp_path / "m")
+    names = {p.name for p in (tmp_path / "m").iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "phrase_encoder"} <= names
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert saved["model_type"] == "clinclip" and saved["text"]["backbone_config"]["model_type"] == "bert"
+    loaded = ClinClipModel.from_pretrained(tmp_path / "m").eval()
+    with torch.no_grad():
+        got = loaded(batch)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key])
+    assert loaded.tokenize(TEXTS)["input_ids"].tolist() == batch["input_ids"].tolist()
+    # init_from (train --init) on an own directory gives the same weights, ready to train
+    again = init_from(tmp_path / "m")
+    torch.testing.assert_close(again.logit_scale, model.logit_scale)
+    model.train()
+
+
+def test_loading_wrong_directories_is_a_clear_error(model, tmp_path):
+    with pytest.raises(ClinclipError, match="not found"):
+        ClinClipModel.from_pretrained(tmp_path / "nope")
+    bert_dir = tmp_path / "bert"
+    model.text_backbone.save_pretrained(str(bert_dir))
+    with pytest.raises(ClinclipError, match="model_type 'bert' is not a supported model kind"):
+        ClinClipModel.from_pretrained(bert_dir)
+    # same architecture name, different shapes: say which weights do not fit
+    model.save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["embed_dim"] = 16
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ClinclipError, match=r"wrong shape: .*image_projection.weight \(32, 64\) vs model \(16, 64\)"):
+        ClinClipModel.from_pretrained(tmp_path / "m")
+    config["embed_dim"] = 32
+    config["graph"]["enabled"] = False
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ClinclipError, match="unexpected: graph_encoder"):
+        ClinClipModel.from_pretrained(tmp_path / "m")
+    # refuse to overwrite a directory that is not a model directory
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "todo.txt").write_text("keep me")
+    with pytest.raises(ClinclipError, match="refusing to overwrite"):
+        model.save_pretrained(other)
+    assert (other / "todo.txt").exists()
+
+
+def test_tokenizer_pickles_and_truncates(model):
+    tokenizer = pickle.loads(pickle.dumps(model.tokenizer))
+    assert tokenizer("no effusion")["input_ids"] == model.tokenizer("no effusion")["input_ids"]
+    long = model.tokenize(["effusion " * 500])
+    assert long["input_ids"].shape[1] == model.config.text.max_text_length
