@@ -21,12 +21,14 @@ Backends: ``rules`` (default, no model: an anatomy lexicon, observations and the
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from bisect import bisect_left, bisect_right
 from typing import Iterable, Sequence
 
 from clinclip.errors import ClinclipError
+from clinclip.observations import NO_FINDING
 
 ENTITY_TYPES = ("ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA")
 RELATION_TYPES = ("modify", "located_at", "suggestive_of")
@@ -47,7 +49,7 @@ _ANATOMY_HEADS = (
     "trachea", "carina", "bronch(?:us|i)", "aorta", "aortic", "retrocardiac", "basilar", "bibasilar",
     "basal", "apical", "lingula", "lingular", "pulmonary", "parenchyma", "parenchymal", "vasculature",
     "vascular", "svc", "atrium", "stomach", "abdomen", "osseous structures?", "bones?", "bony", "shoulders?",
-    "humer(?:us|i)", "neck", "subsegmental", "midline",
+    "humer(?:us|i)", "neck", "subsegmental", "midline", "cardiopulmonary", "intrathoracic", "airspaces?",
 )
 _ANATOMY_MODIFIERS = ("left", "right", "bilateral", "both", "upper", "lower", "middle", "mid", "lateral",
                       "medial", "posterior", "anterior")
@@ -57,6 +59,9 @@ _SEVERITY = ("mild", "mildly", "moderate", "moderately", "severe", "small", "lar
 _SUGGESTIVE = re.compile(r"\b(?:suggestive of|suggesting|may represent|might represent|could represent|"
                          r"likely represents?|which may be|concerning for|consistent with|compatible with|"
                          r"representing|may reflect|likely reflects?|worrisome for|suspicious for)\b", re.I)
+_FUNCTION_WORDS = frozenset("the a an of is are was were be been not no in on at with without to and or there "
+                            "this these which that seen noted identified".split())
+_NEGATION_WORDS = frozenset(("no", "without", "negative", "free"))
 _ANATOMY = re.compile(r"\b(?:" + "|".join(_ANATOMY_HEADS) + r")\b", re.I)
 _ANATOMY_MOD_SET = frozenset(_ANATOMY_MODIFIERS)
 _SEVERITY_SET = frozenset(_SEVERITY)
@@ -104,6 +109,16 @@ class _Builder:
         return {"text": text, "entities": out}
 
 
+def _trim(run: list[int], lower: list[str]) -> list[int]:
+    """A token run without function words and punctuation at its edges."""
+    lo, hi = 0, len(run)
+    while lo < hi and (lower[run[lo]] in _FUNCTION_WORDS or not lower[run[lo]][0].isalnum()):
+        lo += 1
+    while hi > lo and (lower[run[hi - 1]] in _FUNCTION_WORDS or not lower[run[hi - 1]][0].isalnum()):
+        hi -= 1
+    return run[lo:hi]
+
+
 def _token_span(starts: list[int], ends: list[int], char_start: int, char_end: int) -> tuple[int, int] | None:
     """Indices (inclusive) of the tokens overlapping [char_start, char_end), or None."""
     first = bisect_right(ends, char_start)
@@ -133,6 +148,9 @@ def _add_sentence(b: _Builder, sentence: str, mentions: Sequence) -> None:
     for mention in sorted(mentions, key=lambda m: (m.start, m.end)):
         span = _token_span(starts, ends, mention.start, mention.end)
         label = ASSERTION_TO_LABEL.get(getattr(mention, "assertion", "positive"), "OBS-DP")
+        if mention.observation == NO_FINDING and span is not None and lower[span[0]] in _NEGATION_WORDS:
+            # "No acute cardiopulmonary abnormality" states No Finding by negating an abnormality.
+            label, span = "OBS-DA", ((span[0] + 1, span[1]) if span[1] > span[0] else None)
         if span is None or any(span[0] <= oe and os_ <= span[1] for os_, oe, _, _ in observations):
             continue  # overlapping mentions (one phrase counted for two observations): one node
         s, e = span
@@ -148,9 +166,10 @@ def _add_sentence(b: _Builder, sentence: str, mentions: Sequence) -> None:
                 run.append(i)
         if run:
             runs.append(run)
-        runs = [r for r in runs if any(lower[i][0].isalnum() for i in r)]
+        runs = [_trim(r, lower) for r in runs]
+        runs = [r for r in runs if r]
         if runs:
-            best = max(runs, key=len)
+            best = max(reversed(runs), key=len)  # the head noun usually comes last
             observations.append((best[0], best[-1], label, inside))
             used_anatomy.update(inside)
         else:  # the whole mention is an anatomy phrase: keep it as the observation
@@ -175,7 +194,7 @@ def _add_sentence(b: _Builder, sentence: str, mentions: Sequence) -> None:
         if lower[i] not in _ANATOMY_MOD_SET or i in taken:
             continue
         j = i + 1
-        while j < len(toks) and lower[j] in _ANATOMY_MOD_SET | {"and", ","} and j not in taken:
+        while j < len(toks) and (lower[j] in _ANATOMY_MOD_SET or lower[j] in ("and", ",")) and j not in obs_tokens:
             j += 1
         mid = b.add(i + offset, i + offset, "ANAT-DP")
         taken.add(i)
@@ -186,12 +205,18 @@ def _add_sentence(b: _Builder, sentence: str, mentions: Sequence) -> None:
             head_at[i] = mid
 
     # Severity words right before an observation modify it (same assertion as the observation).
+    # Severity words before an observation modify it (same assertion), also across its location words
+    # ("small left pleural effusion", "mild to moderate pulmonary edema").
+    anatomy_tokens = {i - offset for ent in b.entities if ent["label"] == "ANAT-DP"
+                      for i in range(ent["s"], ent["e"] + 1)}
     for s, e, oid, _, label in obs_ids:
         i = s - 1
-        while i >= 0 and i not in taken and (lower[i] in _SEVERITY_SET or lower[i] == "to"):
-            if lower[i] != "to":
+        while i >= 0:
+            if lower[i] in _SEVERITY_SET and i not in taken:
                 b.relate(b.add(i + offset, i + offset, label), "modify", oid)
-            taken.add(i)
+                taken.add(i)
+            elif not (i in anatomy_tokens or lower[i] in ("to", "and", ",")):
+                break
             i -= 1
 
     # located_at: the anatomy carved from the observation's own phrase, else the nearest in the sentence.
@@ -215,16 +240,38 @@ def _add_sentence(b: _Builder, sentence: str, mentions: Sequence) -> None:
             b.relate(before[-1][2], "suggestive_of", after[0][2])
 
 
-def graph_from_sentences(sentences: Sequence[str], mentions: Sequence[Sequence] | None = None) -> dict:
-    """The rules graph of a report given as sentences; ``mentions[i]`` may give sentence i's
-    already-found ``rules.find_mentions`` result (prepare finds them once per sentence)."""
-    if mentions is None:
-        from clinclip.text.rules import find_mentions
-
-        mentions = [find_mentions(s) for s in sentences]
+def _sentence_graph(sentence: str, mentions: Sequence) -> tuple[tuple[str, ...], tuple]:
+    """One sentence's tokens and entities (local token indices), as (tokens, ((s, e, label, relations), ...))."""
     b = _Builder()
-    for sentence, ms in zip(sentences, mentions):
-        _add_sentence(b, sentence, ms)
+    _add_sentence(b, sentence, mentions)
+    return tuple(b.tokens), tuple((ent["s"], ent["e"], ent["label"], tuple(ent["relations"])) for ent in b.entities)
+
+
+@functools.lru_cache(maxsize=200_000)
+def sentence_mentions(sentence: str) -> tuple:
+    """``rules.find_mentions`` of one sentence, cached (corpora repeat sentences: "No pneumothorax.")."""
+    from clinclip.text.rules import find_mentions
+
+    return tuple(find_mentions(sentence))
+
+
+@functools.lru_cache(maxsize=200_000)
+def _cached_sentence_graph(sentence: str) -> tuple[tuple[str, ...], tuple]:
+    return _sentence_graph(sentence, sentence_mentions(sentence))
+
+
+def graph_from_sentences(sentences: Sequence[str], mentions: Sequence[Sequence] | None = None) -> dict:
+    """The rules graph of a report given as sentences. ``mentions[i]``, when given, are sentence i's
+    ``rules.find_mentions`` result; by default they are found (and each sentence's graph cached)."""
+    b = _Builder()
+    for k, sentence in enumerate(sentences):
+        tokens, entities = (_cached_sentence_graph(sentence) if mentions is None
+                            else _sentence_graph(sentence, mentions[k]))
+        offset, base = len(b.tokens), len(b.entities)
+        b.tokens.extend(tokens)
+        for s, e, label, relations in entities:
+            b.entities.append({"s": s + offset, "e": e + offset, "label": label,
+                               "relations": [(kind, dst + base) for kind, dst in relations]})
     return b.to_json_dict()
 
 

@@ -143,18 +143,14 @@ def load_templates(path: str | Path | None = None) -> dict[str, tuple[str, ...]]
     return _load_templates_cached(None if path is None else str(path))
 
 
-def _mentions_of(sentence: str) -> list:
-    from clinclip.text.rules import find_mentions
-
-    return find_mentions(sentence)
-
-
 def remove_entity_sentences(sentences: Sequence[str], entity: str,
                             mentions: Sequence[Sequence] | None = None) -> list[str]:
     """The sentences that do not mention ``entity`` (any assertion): the rules remover. ``mentions[i]``
     may give the already-found mentions of sentence i (they are found once per sentence in prepare)."""
     if mentions is None:
-        mentions = [_mentions_of(s) for s in sentences]
+        from clinclip.text.graph import sentence_mentions
+
+        mentions = [sentence_mentions(s) for s in sentences]
     return [s for s, ms in zip(sentences, mentions) if not any(m.observation == entity for m in ms)]
 
 

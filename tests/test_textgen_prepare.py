@@ -1,0 +1,124 @@
+"""``prepare_corpus`` / ``clinclip text prepare``: columns, determinism, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from clinclip.cli.main import app
+from clinclip.errors import ClinclipError
+from clinclip.observations import OBSERVATIONS
+from clinclip.text.graph import validate_graph
+from clinclip.text.prepare import OUTPUT_COLUMNS, prepare_corpus, prepare_corpus_with_summary, PrepareOptions, write_manifest
+from textgen_helpers import iu_frame
+
+
+@pytest.fixture(scope="module")
+def iu(iu_reports_path) -> pd.DataFrame:
+    return iu_frame(iu_reports_path, 150)
+
+
+def test_columns_and_content(iu):
+    out = prepare_corpus(iu, progress=False)
+    gold = [c for c in iu.columns if c != "report"]
+    assert list(out.columns) == list(iu.columns) + list(OUTPUT_COLUMNS)  # IU has no colliding columns
+    pd.testing.assert_frame_equal(out[list(iu.columns)], iu)  # input columns kept untouched
+    kept = out[out["skip_reason"].isna()]
+    assert len(kept) >= 0.95 * len(out)
+    for _, row in kept.iterrows():
+        assert row["text"] == " ".join(row["sentences"]) and row["text"]
+        assert isinstance(row["text_negated"], str) and row["text_negated"] != row["text"]
+        assert len(row["negated_labels"]) == 14
+        validate_graph(json.loads(row["graph"]))
+        validate_graph(json.loads(row["graph_negated"]))
+        entity = row["negated_entity"]
+        if row["negation_position"] == "pool":
+            assert row["No Finding"] == 1.0 or not (row[list(OBSERVATIONS[:13])] == 1.0).any()
+            assert pd.isna(row["text_removed"])
+        else:
+            assert row[entity] == 1.0 and row["negated_labels"][OBSERVATIONS.index(entity)] not in (1.0, -1.0)
+    assert set(kept["negation_position"]) == {"beginning", "middle", "end", "pool"}
+    assert gold  # the IU gold columns ride along unchanged
+
+
+def test_same_input_and_seed_give_the_same_file(iu, tmp_path):
+    a = prepare_corpus(iu, seed=5, progress=False)
+    b = prepare_corpus(iu, seed=5, workers=2, chunk_size=40, progress=False)
+    pd.testing.assert_frame_equal(a, b)  # chunks and processes do not change anything
+    write_manifest(a, tmp_path / "a.parquet")
+    write_manifest(b, tmp_path / "b.parquet")
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    back = pd.read_parquet(tmp_path / "a.parquet")
+    assert list(back.columns) == list(a.columns) and list(back["sentences"].iloc[0]) == a["sentences"].iloc[0]
+    c = prepare_corpus(iu, seed=6, progress=False)
+    assert not c["text_negated"].equals(a["text_negated"])
+
+
+def test_bad_rows_are_kept_with_a_reason():
+    frame = pd.DataFrame({"report": [
+        "FINDINGS: Moderate cardiomegaly. Small left pleural effusion.",
+        "",
+        "   \n\t ",
+        None,
+        "FINDINGS: Mild cardiomegaly \u2014 no pneumothorax. IMPRESSION: \u201cCardiom\u00e9galie\u201d mild.",
+        "FINDINGS: " + "No pneumothorax. " * 3200,  # ~54 kB
+        "IMPRESSION: No pneumothorax. Small right pleural effusion.",
+    ], "study_id": list("abcdefg")})
+    out, summary = prepare_corpus_with_summary(frame, PrepareOptions(progress=False))
+    reasons = [None if pd.isna(r) else r for r in out["skip_reason"]]
+    assert reasons[0] is None and reasons[6] is None
+    assert reasons[1] == reasons[2] == "empty report"
+    assert reasons[3] == "missing report"
+    assert reasons[4] is None and out["text"][4].isascii() and "cardiomegaly" in out["text"][4].lower()
+    assert reasons[5].startswith("report too long")
+    assert summary["skipped: empty report"] == 2 and summary["skipped: missing report"] == 1
+    assert summary["event: non-ASCII characters normalised"] == 1
+    assert summary["rows"] == 7 and summary["rows kept"] == 3
+    skipped = out[out["skip_reason"].notna()]
+    assert skipped["text_negated"].isna().all() and skipped["graph"].isna().all()
+    assert np.isnan(skipped[list(OBSERVATIONS)].to_numpy()).all()
+
+
+def test_given_labels_renamed_or_used_with_csv():
+    frame = pd.DataFrame({"report": ["FINDINGS: Moderate cardiomegaly.", "FINDINGS: Small left pleural effusion.",
+                                     "FINDINGS: No acute disease."]})
+    for name in OBSERVATIONS:
+        frame[name] = np.nan
+    frame.loc[0, "Cardiomegaly"] = 1.0
+    frame.loc[1, "Pleural Effusion"] = 1.0
+    frame.loc[2, "No Finding"] = 1.0
+    out = prepare_corpus(frame, progress=False)
+    assert "given_Cardiomegaly" in out.columns and out["given_Cardiomegaly"][0] == 1.0
+    assert out["Cardiomegaly"][0] == 1.0  # the labeler's own label
+    frame["Fracture"] = frame["Fracture"].astype(object)
+    frame.loc[1, "Fracture"] = "yes"  # not a label value
+    out, summary = prepare_corpus_with_summary(frame, PrepareOptions(labeler="csv", progress=False))
+    assert not any(c.startswith("given_") for c in out.columns)
+    assert out["skip_reason"][1].startswith("unparseable label: Fracture")
+    assert out["Cardiomegaly"][0] == 1.0 and out["negated_entity"][0] == "Cardiomegaly"
+    assert out["negation_position"][2] == "pool" or out["skip_reason"][2]  # pool: report 0 (one finding)
+    with pytest.raises(ClinclipError, match="missing"):
+        prepare_corpus(frame.drop(columns=["Edema"]), labeler="csv", progress=False)
+
+
+def test_missing_text_column_is_a_clear_error():
+    with pytest.raises(ClinclipError, match="text column 'report' not found.*'notes'"):
+        prepare_corpus(pd.DataFrame({"notes": ["x"]}), progress=False)
+
+
+def test_cli(tmp_path, iu):
+    src = tmp_path / "reports.csv"
+    iu.head(30).to_csv(src, index=False)
+    out = tmp_path / "out" / "prepared.parquet"
+    result = CliRunner().invoke(app, ["text", "prepare", "--input", str(src), "--out", str(out), "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "rows kept" in result.output
+    frame = pd.read_parquet(out)
+    assert len(frame) == 30 and list(frame.columns)[-len(OUTPUT_COLUMNS):] == list(OUTPUT_COLUMNS)
+    result = CliRunner().invoke(app, ["text", "prepare", "--input", str(src), "--out", str(out),
+                                      "--text-column", "body"])
+    assert result.exit_code == 2 and "reports.csv" in result.output and "body" in result.output
