@@ -21,7 +21,7 @@ def unit(*values) -> np.ndarray:
 
 
 def pil_loader(path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("L"))
+    return np.array(Image.open(path).convert("L"))
 
 
 def write_gray_png(path: Path, value: int, size: int = 8) -> str:

@@ -62,6 +62,37 @@ def _text_model(encoder):
     return model
 
 
+def _text_embeddings_with_grad(encoder, texts):
+    """Text embeddings with autograd (``encode_texts`` of the evaluation interface runs without it): the
+    interface's ``tokenize`` + ``embed_tokens`` when present, else ``encode_texts``."""
+    import torch
+
+    if hasattr(encoder, "embed_tokens") and hasattr(encoder, "tokenize"):
+        tokens = encoder.tokenize(list(texts))
+        device = getattr(encoder, "device", "cpu")
+        mask = tokens.get("attention_mask")
+        out = encoder.embed_tokens(tokens["input_ids"].to(device), None if mask is None else mask.to(device))
+        return torch.nn.functional.normalize(out.float(), dim=-1)
+    return encoder.encode_texts(list(texts)).float()
+
+
+def _token_strings(encoder, sentence: str) -> list[str]:
+    tokenizer = getattr(encoder, "tokenizer", None)
+    if hasattr(encoder, "tokenize"):
+        tokens = encoder.tokenize([sentence])
+        ids = tokens["input_ids"][0]
+        mask = tokens.get("attention_mask")
+        n = int(mask[0].sum()) if mask is not None else len(ids)
+        ids = [int(i) for i in ids[:n]]
+    elif tokenizer is not None:
+        ids = tokenizer(sentence)["input_ids"]
+    else:
+        return []
+    if tokenizer is not None and hasattr(tokenizer, "convert_ids_to_tokens"):
+        return list(tokenizer.convert_ids_to_tokens(ids))
+    return [str(i) for i in ids]
+
+
 def _embedding_layer(text_model):
     getter = getattr(text_model, "get_input_embeddings", None)
     embeddings = getattr(text_model, "embeddings", None)
@@ -83,7 +114,6 @@ def integrated_gradients(encoder, pairs: list[tuple[str, str, str]], steps: int 
 
     text_model = _text_model(encoder)
     layer = _embedding_layer(text_model)
-    tokenizer = getattr(encoder, "tokenizer", None)
     results = []
     for finding, affirmed, negated in pairs:
         with torch.no_grad():
@@ -108,22 +138,18 @@ def integrated_gradients(encoder, pairs: list[tuple[str, str, str]], steps: int 
             h = layer.register_forward_hook(replace)
             try:
                 with torch.enable_grad():
-                    out = encoder.encode_texts([negated] * emb_batch.shape[0]).float()
+                    out = _text_embeddings_with_grad(encoder, [negated] * emb_batch.shape[0])
             finally:
                 h.remove()
             if not out.requires_grad:
-                raise ClinclipError("the encoder's encode_texts is not differentiable (runs under no_grad); "
-                                    "Integrated Gradients cannot be computed")
+                raise ClinclipError("the encoder's text path is not differentiable (no embed_tokens, and "
+                                    "encode_texts runs under no_grad); Integrated Gradients cannot be computed")
             return torch.nn.functional.cosine_similarity(out, reference.expand_as(out), dim=1)
 
         ig = IntegratedGradients(forward)
         attr = ig.attribute(emb, baselines=torch.zeros_like(emb), n_steps=steps, internal_batch_size=steps)
         per_token = attr.sum(dim=-1)[0].detach().cpu().numpy()
-        if tokenizer is not None:
-            ids = tokenizer(negated)["input_ids"]
-            tokens = tokenizer.convert_ids_to_tokens(ids)
-        else:
-            tokens = [f"t{i}" for i in range(len(per_token))]
+        tokens = _token_strings(encoder, negated) or [f"t{i}" for i in range(len(per_token))]
         n = min(len(tokens), len(per_token))
         tokens, per_token = tokens[:n], per_token[:n]
         mass = np.abs(per_token)

@@ -2,9 +2,9 @@
 
 Running every evaluation task on one model and one manifest must not re-encode the images: embeddings
 are stored as ``.npy`` under a cache folder, keyed by a fingerprint of the model (its folder's config
-files' content and its weight files' name/size/mtime, or the hub name) and of the rows encoded (the
-manifest path, its mtime and the list of image paths). Text embeddings are keyed by the model and a
-hash of the texts. A changed checkpoint or manifest gives a new key, so a stale cache is never read.
+files' content and its weight files' name/size/mtime, or the hub name) and of the manifest (its path and
+mtime); the entry lists the image paths (rows) it holds and grows as tasks ask for more rows. Text
+embeddings are keyed by the model and a hash of the texts. A changed checkpoint or manifest gives a new key, so a stale cache is never read.
 """
 
 from __future__ import annotations
@@ -97,61 +97,82 @@ class EmbeddingStore:
             path.with_suffix(".json").write_text(json.dumps(meta))
 
     # -- images --------------------------------------------------------------------------------------
-    def image_embeddings(self, image_paths: Sequence[str], manifest: str | Path | None = None
-                         ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-        """Embeddings (N x D float32; NaN rows where the image could not be read), a boolean mask of
-        the rows that were read, and the count of unreadable images by reason."""
-        import torch
-        from tqdm.auto import tqdm
-
+    def _manifest_key(self, manifest: str | Path | None) -> str:
         h = hashlib.sha1()
         if manifest is not None:
             mp = Path(manifest)
             h.update(str(mp.resolve()).encode())
             if mp.exists():
                 h.update(str(mp.stat().st_mtime_ns).encode())
-        h.update(_texts_fingerprint(list(image_paths)).encode())
-        cache = self._cache_path("images", h.hexdigest()[:16])
-        if cache is not None and cache.exists():
-            data = np.load(cache)
+        return h.hexdigest()[:16]
+
+    def image_embeddings(self, image_paths: Sequence[str], manifest: str | Path | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        """Embeddings (N x D float32; NaN rows where the image could not be read), a boolean mask of
+        the rows that were read, and the count of unreadable images by reason.
+
+        One cache entry per (model, manifest path + mtime) holds every image of that manifest encoded so
+        far (``.npy`` table + ``.json`` list of paths and failures): a task that needs a subset of the
+        rows, or another split, reuses what is there and encodes only the images not yet seen."""
+        image_paths = [str(p) for p in image_paths]
+        cache = self._cache_path("images", self._manifest_key(manifest))
+        table = None
+        known: dict[str, int] = {}
+        failed: dict[str, str] = {}
+        if cache is not None and cache.exists() and cache.with_suffix(".json").exists():
             meta = json.loads(cache.with_suffix(".json").read_text())
-            return data, ~np.isnan(data).any(axis=1), meta.get("failures", {})
+            table = np.load(cache)
+            known = {p: i for i, p in enumerate(meta["paths"])}
+            # failures are not reused: a repaired image is read again on the next run
+        todo = list(dict.fromkeys(p for p in image_paths if p not in known and p not in failed))
+        if todo:
+            new_table, new_failed = self._encode_images(todo, manifest)
+            if table is None:
+                table = new_table
+            elif new_table is not None:
+                if new_table.shape[1] != table.shape[1]:
+                    raise ClinclipError(f"embedding cache {cache}: width {table.shape[1]} != {new_table.shape[1]}")
+                table = np.concatenate([table, new_table])
+            encoded = [p for p in todo if p not in new_failed]
+            known.update({p: len(known) + i for i, p in enumerate(encoded)})
+            failed.update(new_failed)
+            if table is not None:
+                self._save(cache, table, {"paths": list(known), "failed": failed, "manifest": str(manifest)})
+        if table is None:
+            reasons = Counter(failed[p] for p in image_paths if p in failed)
+            raise ClinclipError(f"none of the {len(image_paths)} images could be read ({dict(reasons)}); "
+                                f"check image_path in {manifest}")
+        result = np.full((len(image_paths), table.shape[1]), np.nan, dtype=np.float32)
+        ok = np.array([p in known for p in image_paths], dtype=bool)
+        if ok.any():
+            result[ok] = table[[known[p] for p in image_paths if p in known]]
+        failures = Counter(failed[p] for p in image_paths if p in failed)
+        return result, ok, dict(failures)
+
+    def _encode_images(self, paths: list[str], manifest) -> tuple[np.ndarray | None, dict[str, str]]:
+        """Encode images in batches with a progress bar: (table of the readable ones in order, or None
+        when none could be read; {path: reason} of the unreadable ones)."""
+        import torch
+        from tqdm.auto import tqdm
 
         loader = self._image_loader or _default_image_loader()
-        failures: Counter = Counter()
-        chunks: list[np.ndarray] = []
-        ok = np.zeros(len(image_paths), dtype=bool)
-        dim = None
-        bar = tqdm(total=len(image_paths), desc="encoding images", unit="img", disable=not self.progress)
-        for start in range(0, len(image_paths), self.batch_size):
-            batch_paths = image_paths[start:start + self.batch_size]
-            tensors, rows = [], []
-            for offset, p in enumerate(batch_paths):
+        failed: dict[str, str] = {}
+        parts: list[np.ndarray] = []
+        bar = tqdm(total=len(paths), desc="encoding images", unit="img", disable=not self.progress)
+        for start in range(0, len(paths), self.batch_size):
+            tensors = []
+            for p in paths[start:start + self.batch_size]:
                 try:
                     tensors.append(self.encoder.preprocess(loader(p)))
-                    rows.append(offset)
                 except (ClinclipError, OSError, ValueError) as err:
-                    failures[f"unreadable image ({type(err).__name__})"] += 1
-            out = None
+                    failed[p] = f"unreadable image ({type(err).__name__})"
             if tensors:
                 with torch.no_grad():
-                    out = self.encoder.encode_images(torch.stack(tensors)).float().cpu().numpy()
-                dim = out.shape[1]
+                    parts.append(self.encoder.encode_images(torch.stack(tensors)).float().cpu().numpy())
                 self.encoded_images += len(tensors)
-            chunks.append((start, len(batch_paths), rows, out))
-            bar.update(len(batch_paths))
+            bar.update(min(self.batch_size, len(paths) - start))
         bar.close()
-        if dim is None:
-            raise ClinclipError(f"none of the {len(image_paths)} images could be read "
-                                f"({dict(failures)}); check image_path in {manifest}")
-        result = np.full((len(image_paths), dim), np.nan, dtype=np.float32)
-        for start, _n, rows, out in chunks:
-            for j, offset in enumerate(rows):
-                result[start + offset] = out[j]
-                ok[start + offset] = True
-        self._save(cache, result, {"n": len(image_paths), "failures": dict(failures),
-                                   "manifest": str(manifest)})
-        return result, ok, dict(failures)
+        return (np.concatenate(parts).astype(np.float32) if parts else None), failed
 
     # -- texts ---------------------------------------------------------------------------------------
     def text_embeddings(self, texts: Sequence[str], desc: str = "encoding texts") -> np.ndarray:

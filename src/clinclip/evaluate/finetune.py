@@ -66,15 +66,31 @@ def linear_probe_scores(prompts: PromptSet, train_x: np.ndarray, train_labels: n
 
 
 def _trainable_parameters(encoder):
+    """The parameters of the encoder's torch module, made trainable (evaluation encoders freeze them).
+    Only the image path receives gradients, so only the image side moves."""
     import torch
 
-    if isinstance(encoder, torch.nn.Module):
-        return list(encoder.parameters())
+    module = encoder if isinstance(encoder, torch.nn.Module) else None
     for name in ("model", "image_model", "vision_model"):
-        module = getattr(encoder, name, None)
-        if isinstance(module, torch.nn.Module):
-            return list(module.parameters())
-    raise ClinclipError("this encoder exposes no torch module to fine-tune; use --method linear")
+        if module is None and isinstance(getattr(encoder, name, None), torch.nn.Module):
+            module = getattr(encoder, name)
+    if module is None:
+        raise ClinclipError("this encoder exposes no torch module to fine-tune; use --method linear")
+    params = list(module.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def _image_features(encoder, pixels):
+    """Differentiable, L2-normalised image embeddings. ``encode_images`` of the evaluation interface runs
+    without autograd, so the interface's unnormalised ``_image_embeddings`` is used when it exists."""
+    import torch
+
+    raw = getattr(encoder, "_image_embeddings", None)
+    if raw is None:
+        return encoder.encode_images(pixels)
+    return torch.nn.functional.normalize(raw(pixels.to(getattr(encoder, "device", "cpu"))).float(), dim=-1)
 
 
 def full_finetune_scores(encoder, prompts: PromptSet, train_paths: list[str], train_labels: np.ndarray,
@@ -107,7 +123,8 @@ def full_finetune_scores(encoder, prompts: PromptSet, train_paths: list[str], tr
 
     with torch.no_grad():
         dim = enc.encode_images(load_batch(train_paths[:1])).shape[1]
-    head = torch.nn.Linear(dim, n_out)
+    device = getattr(enc, "device", torch.device("cpu"))
+    head = torch.nn.Linear(dim, n_out).to(device)
     optim = torch.optim.AdamW([{"params": params, "lr": lr}, {"params": head.parameters(), "lr": head_lr}],
                               weight_decay=1e-4)
     for module in (getattr(enc, "model", None), enc):
@@ -120,16 +137,18 @@ def full_finetune_scores(encoder, prompts: PromptSet, train_paths: list[str], tr
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             with torch.enable_grad():
-                feats = enc.encode_images(load_batch([train_paths[i] for i in idx]))
+                feats = _image_features(enc, load_batch([train_paths[i] for i in idx]))
                 if not feats.requires_grad:
                     raise ClinclipError("the encoder's encode_images is not differentiable; "
                                         "use --method linear")
-                logits = head(feats.float())
+                logits = head(feats.float().to(device))
                 if binary:
                     loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                        logits, torch.from_numpy(targets[idx]), weight=torch.from_numpy(weights[idx]))
+                        logits, torch.from_numpy(targets[idx]).to(device),
+                        weight=torch.from_numpy(weights[idx]).to(device))
                 else:
-                    loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(targets[idx]).long())
+                    loss = torch.nn.functional.cross_entropy(
+                        logits, torch.from_numpy(targets[idx]).long().to(device))
                 optim.zero_grad()
                 loss.backward()
                 optim.step()
@@ -141,9 +160,9 @@ def full_finetune_scores(encoder, prompts: PromptSet, train_paths: list[str], tr
     outs = []
     with torch.no_grad():
         for start in range(0, len(test_paths), batch_size):
-            logits = head(enc.encode_images(load_batch(test_paths[start:start + batch_size])).float())
+            logits = head(enc.encode_images(load_batch(test_paths[start:start + batch_size])).float().to(device))
             outs.append(torch.sigmoid(logits) if binary else torch.softmax(logits, dim=1))
-    proba = torch.cat(outs).numpy()
+    proba = torch.cat(outs).cpu().numpy()
     return {cls.name: proba[:, k] for k, cls in enumerate(prompts.classes)}, []
 
 
