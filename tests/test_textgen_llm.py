@@ -3,94 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
-import threading
-import time
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from clinclip.errors import ClinclipError
 from clinclip.text.llm import LLMClient, LLMConfig, LLMTextBackend, load_prompt, parse_sentences
-
-
-class FakeServer:
-    """Answers like a chat-completions endpoint; records requests and the peak number in flight."""
-
-    def __init__(self, delay: float = 0.0):
-        self.delay = delay
-        self.requests: list[dict] = []
-        self.seen: Counter = Counter()
-        self.in_flight = 0
-        self.peak = 0
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    server.in_flight += 1
-                    server.peak = max(server.peak, server.in_flight)
-                    server.requests.append(body)
-                try:
-                    time.sleep(server.delay)
-                    status, content = server.answer(body)
-                finally:
-                    with server.lock:
-                        server.in_flight -= 1
-                if status != 200:
-                    self.send_response(status)
-                    self.end_headers()
-                    self.wfile.write(b'{"error": "overloaded"}')
-                    return
-                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(payload.encode())
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def answer(self, body) -> tuple[int, str]:
-        assert body["temperature"] == 0 and body["response_format"] == {"type": "json_object"}
-        system, user = body["messages"][0]["content"], json.loads(body["messages"][1]["content"])
-        key = json.dumps(user, sort_keys=True)
-        with self.lock:
-            self.seen[key] += 1
-            first = self.seen[key] == 1
-        if "report" in user:  # pass (a)
-            report = user["report"]
-            if "BADJSON" in report:
-                return 200, "Sure! Here are the sentences: no pleural effusion"
-            if "FAIL500" in report and first:
-                return 500, ""
-            parts = [p.strip(" .") for p in re.split(r"\.|\bor\b", report) if p.strip(" .")]
-            neg = report.lower().startswith("no ")
-            return 200, json.dumps({"sentences": [("No " if neg and not p.lower().startswith("no") else "")
-                                                  + p + "." for p in parts]})
-        if "finding" in user:  # pass (c)
-            word = user["finding"].split()[-1].lower()
-            keep = [s for s in user["sentences"] if word not in s.lower()]
-            if user["finding"] == "Cardiomegaly":  # a wrong answer: keeps the finding, drops another
-                keep = [s for s in user["sentences"] if "effusion" not in s.lower()]
-            return 200, "```json\n" + json.dumps({"sentences": keep}) + "\n```"
-        assert "prior" in system.lower()  # pass (b)
-        return 200, json.dumps({"sentences": [s for s in user["sentences"] if "unchanged" not in s.lower()]})
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+from textgen_helpers import FakeServer
 
 
 def _config(server, tmp_path, **kw) -> LLMConfig:
@@ -160,7 +78,6 @@ def test_auth_error_is_a_clear_config_error(tmp_path):
 def test_remove_finding_is_checked_by_the_labeler(tmp_path):
     """Pass (c) through the hard-negative code: a good answer is used; a wrong one (the finding kept) is
     rejected by the labeler and replaced by the rules removal, and counted."""
-    pytest.importorskip("clinclip.text.rules")
     from clinclip.observations import OBSERVATIONS
     from clinclip.text.hardneg import make_hard_negatives
     from clinclip.text.labeler import get_labeler

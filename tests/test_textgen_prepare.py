@@ -122,3 +122,47 @@ def test_cli(tmp_path, iu):
     result = CliRunner().invoke(app, ["text", "prepare", "--input", str(src), "--out", str(out),
                                       "--text-column", "body"])
     assert result.exit_code == 2 and "reports.csv" in result.output and "body" in result.output
+
+
+def test_prepare_with_the_chexbert_labeler(tmp_path):
+    """The CheXbert backend through the whole pipeline: a tiny checkpoint whose Cardiomegaly head always
+    answers 'positive' labels every report so, and no hard negative can be verified: each such row is
+    skipped with its reason and counted (never silently kept)."""
+    from textgen_helpers import minilm_tokenizer_dir, save_tiny_chexbert
+
+    tok = minilm_tokenizer_dir(tmp_path / "tok")
+    vocab = sum(1 for _ in open(tok / "vocab.txt", encoding="utf-8"))
+    ckpt = tmp_path / "chexbert.pth"
+    save_tiny_chexbert(ckpt, vocab, positive_head=OBSERVATIONS.index("Cardiomegaly"))
+    frame = pd.DataFrame({"report": ["FINDINGS: Moderate cardiomegaly.", "FINDINGS: Heart size is normal."]})
+    out, summary = prepare_corpus_with_summary(frame, PrepareOptions(
+        labeler="chexbert", progress=False, workers=2,
+        labeler_options={"checkpoint_path": str(ckpt), "tokenizer_dir": str(tok), "num_attention_heads": 2}))
+    assert (out["Cardiomegaly"] == 1.0).all()
+    assert out["skip_reason"].str.startswith("no verifiable hard negative").all()
+    assert summary["skipped: no verifiable hard negative"] == 2
+
+
+def test_prepare_with_the_llm_backend(tmp_path):
+    """Stages 2, 3 and 5 through a fake OpenAI-compatible server; rules where an answer is invalid."""
+    from clinclip.text.llm import LLMConfig
+    from textgen_helpers import FakeServer
+
+    frame = pd.DataFrame({"report": [
+        "FINDINGS: Moderate cardiomegaly. Unchanged small left pleural effusion. No pneumothorax.",
+        "FINDINGS: No pleural effusion or pneumothorax.",
+        "FINDINGS: BADJSON. Mild pulmonary edema.",
+    ]})
+    with FakeServer() as server:
+        config = LLMConfig(base_url=server.url, model="fake-model", cache_dir=str(tmp_path / "cache"))
+        out, summary = prepare_corpus_with_summary(frame, PrepareOptions(llm=config, progress=False))
+        n_requests = len(server.requests)
+        again = prepare_corpus(frame, llm=config, progress=False)  # all answers cached now
+        assert len(server.requests) == n_requests
+    pd.testing.assert_frame_equal(out, again)
+    # (a) the fake splits on "." and "or"; (b) it drops the "Unchanged" sentence.
+    assert out["sentences"][0] == ["Moderate cardiomegaly.", "No pneumothorax."]
+    assert out["sentences"][1] == ["No pleural effusion.", "No pneumothorax."]
+    assert summary["llm: split: invalid answer, rules used"] == 1
+    assert "edema" in out["text"][2].lower()  # the rules splitter took over for the invalid answer
+    assert out["negated_entity"][0] == "Cardiomegaly" and out["text_removed"][0] == "No pneumothorax."

@@ -71,10 +71,10 @@ def prepare(
         llm = LLMConfig(base_url=llm_url, model=llm_model, max_concurrency=llm_concurrency,
                         cache_dir=None if llm_cache is None else str(llm_cache),
                         prompts_dir=None if llm_prompts is None else str(llm_prompts))
-    frame = read_reports(input, text_column)
+    frame = read_reports(input, text_column)  # copies the text column into "report" (and reads folders)
     try:
         result, summary = prepare_corpus_with_summary(frame, PrepareOptions(
-            text_column=text_column, labeler=labeler, labeler_options=labeler_options, graph_backend=graph_backend,
+            text_column="report", labeler=labeler, labeler_options=labeler_options, graph_backend=graph_backend,
             graph_options=graph_options, llm=llm, seed=seed, workers=workers, chunk_size=chunk_size,
             max_report_chars=max_report_chars, templates_path=None if templates is None else str(templates)))
     except ClinclipError as err:

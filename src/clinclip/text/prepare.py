@@ -191,6 +191,10 @@ def prepare_corpus_with_summary(frame: pd.DataFrame, opts: PrepareOptions) -> tu
         cleaned[i], skip[i], non_ascii = check_report(value, opts.max_report_chars)
         if non_ascii:
             summary["event: non-ASCII characters normalised"] += 1
+    if "read_error" in frame.columns:  # clinclip.text.io.read_reports: a file that could not be read
+        for i, err in enumerate(frame["read_error"].tolist()):
+            if isinstance(err, str) and err:
+                skip[i] = f"unreadable report: {err}"
 
     given_labels = None
     if opts.labeler == "csv":
