@@ -1,9 +1,70 @@
-"""CLI commands of the 'train' part."""
+"""CLI: ``clinclip train VARIANT_OR_CONFIG_YAML [key=value ...] [--resume] [--init DIR]`` (also under
+``torchrun --nproc-per-node N -m clinclip.cli.main train ...``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import List, Optional
+
 import typer
+
+from clinclip.cli.errors import user_errors
+
+EPILOG = (
+    "Examples:\n\n"
+    "  clinclip train clip-ng-dtcg model=tiny data.manifest=prepared.parquet out_dir=runs/x steps=200\n\n"
+    "  clinclip train clip-ng-dtcg model=paper data.manifest=mimic.parquet out_dir=runs/paper\n\n"
+    "  torchrun --nproc-per-node 4 -m clinclip.cli.main train clip-ng-dtcg model=paper data.manifest=m.parquet\n\n"
+    "  clinclip train runs/x/config.yaml --resume\n\n"
+    "  clinclip train con2 --init /models/chexagent-siglip data.manifest=prepared.parquet lr=1e-5 steps=2000\n\n"
+    "Keys: see `clinclip train --show-config` (model.<key> and loss.<key> reach into the model preset and the "
+    "loss variant, e.g. model.text.max_text_length=128 loss.taus.t=0.7)."
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the top-level app."""
+    app.command("train", epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})(train)
+
+
+@user_errors
+def train(
+    variant_or_config: str = typer.Argument(
+        ..., metavar="VARIANT_OR_CONFIG_YAML",
+        help="A loss variant (clip, clip-dt, clip-dtc, clip-n, clip-n-dtc, clip-g, clip-g-dtcg, clip-ng-dtcg, "
+             "softclip, con1, con2), a variant YAML, or a training config YAML (e.g. a run's config.yaml)."),
+    overrides: Optional[List[str]] = typer.Argument(
+        None, metavar="[KEY=VALUE]...", help="Config overrides with dotted keys, e.g. data.manifest=p.parquet "
+                                             "steps=200 lr=1e-4 model=paper."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT_DIR/checkpoints/last.pt."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this model directory: a clinclip model "
+                                                            "or a Hugging Face CLIP / SigLIP directory."),
+    show_config: bool = typer.Option(False, "--show-config", help="Print the resolved config and exit."),
+) -> None:
+    """Train a model on a prepared manifest (one process, or DDP under torchrun); writes OUT_DIR/config.yaml,
+    log.jsonl, checkpoints/last.pt and the final model in OUT_DIR/model."""
+    from clinclip.train.config import TrainConfig
+
+    values = dict(_split(overrides or []))
+    if resume:
+        values["resume"] = "true"
+    if init is not None:
+        values["init"] = str(init)
+    cfg = TrainConfig.build(variant_or_config, values)
+    if show_config:
+        typer.echo(cfg.to_yaml())
+        return
+    cfg.loss_config()  # a bad variant or loss override fails here, before any model is built
+    from clinclip.train.loop import run_training
+
+    result = run_training(cfg)
+    if result.history:
+        last = result.history[-1]
+        typer.echo(f"trained {result.steps} steps in {result.seconds:.0f} s; last loss {last['loss']:.4f}; "
+                   f"model: {result.model_dir}; log: {result.log_path}")
+
+
+def _split(items: List[str]):
+    from clinclip.train.config import parse_overrides
+
+    return parse_overrides(items).items()

@@ -1,0 +1,459 @@
+"""The training loop: ``run_training(TrainConfig) -> TrainResult``, for one process or under ``torchrun``.
+
+AdamW (no weight decay on biases, norm weights and the logit scale), linear warmup then cosine decay, bf16
+autocast on GPUs only, gradient clipping, fixed seeds; a JSON line per logged step in ``log.jsonl`` (and
+TensorBoard events when tensorboard is installed); atomic checkpoints every ``save_every`` steps and at the
+end; ``resume`` continues from ``checkpoints/last.pt`` so that the losses are those of an uninterrupted run.
+Under DDP only rank 0 logs and saves; the loss gathers the global batch itself (``ClinClipLoss``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from clinclip.errors import ClinclipError
+from clinclip.train.checkpoint import (capture_rng_state, checkpoint_path, load_checkpoint, restore_rng_state,
+                                       save_checkpoint)
+from clinclip.train.config import CONFIG_FILE, TrainConfig
+from clinclip.train.data import (ManifestDataset, ResumableDistributedSampler, SkippedImages, TrainCollator,
+                                 load_training_rows, summarise_skipped)
+from clinclip.train.distributed import DistributedContext, init_distributed
+
+LOG_FILE = "log.jsonl"
+MODEL_DIR = "model"
+SUMMARY_FILE = "summary.json"
+# Fields that may change between a run and its resume (they do not change the trajectory of the losses,
+# except steps/epochs which extend or shorten the schedule; a warning is printed for those).
+RESUME_FREE = {"out_dir", "num_workers", "log_every", "save_every", "resume", "progress", "tensorboard",
+               "device"}
+RESUME_SCHEDULE = {"steps", "epochs"}
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path  # save_pretrained directory of the final model
+    log_path: Path  # log.jsonl
+    seconds: float  # wall time of this call
+    history: list[dict[str, Any]] = field(default_factory=list)  # the logged rows (rank 0)
+    checkpoint: Path | None = None
+    steps: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)  # excluded rows / skipped images by reason
+
+
+StepCallback = Callable[[dict[str, Any]], None]
+
+
+def run_training(cfg: TrainConfig, step_callback: StepCallback | None = None) -> TrainResult:
+    """Train as configured. ``step_callback(record)`` is called on every rank after each optimisation step
+    with ``{"step", "epoch", "loss", ...}`` (progress reporting; raising stops training)."""
+    cfg = cfg.validate()
+    ctx = init_distributed(cfg.device)
+    try:
+        return _Trainer(cfg, ctx, step_callback).run()
+    finally:
+        ctx.close()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.manual_seed(seed)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for fp32."""
+    if precision == "fp32":
+        return None
+    bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if precision == "bf16":
+        if not bf16_ok:
+            raise ClinclipError(f"train config: precision = 'bf16' needs a CUDA device with bf16 support; this run "
+                                f"is on {device} (use precision=auto or fp32)")
+        return torch.bfloat16
+    return torch.bfloat16 if bf16_ok else None
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on weight matrices/kernels only: not on biases, norm weights, embeddings' scalars, nor the
+    logit scale (the CLIP convention). Frozen parameters are left out."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if param.ndim < 2 or name.endswith(".bias") or "norm" in name.lower() or "logit_scale" in name:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> Callable[[int], float]:
+    """LR multiplier of optimisation step ``s`` (0-based): linear up to 1 over ``warmup_steps``, then cosine
+    down to ``min_ratio`` at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        span = max(1, total_steps - warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / span)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def build_model(cfg: TrainConfig, loss_cfg):
+    """The model to train: from the model preset, or from ``init`` (own or Hugging Face CLIP/SigLIP dir).
+    Parts the variant does not train (the graph encoder of a variant without graphs) are frozen, so the
+    optimizer and DDP only see parameters that get gradients."""
+    from clinclip.models import ClinClipModel, init_from
+
+    if cfg.init:
+        max_len = cfg.model_overrides.get("text.max_text_length")
+        model = init_from(cfg.init, max_text_length=max_len)
+    else:
+        model = ClinClipModel.from_config(cfg.model_config())
+    if loss_cfg.graph and getattr(model, "graph_encoder", None) is None:
+        source = cfg.init or f"model preset {cfg.model!r}"
+        raise ClinclipError(f"loss variant {loss_cfg.name!r} uses report graphs but the model ({source}) has no "
+                            "graph encoder (graph.enabled is false; Hugging Face CLIP/SigLIP towers have none)")
+    if not loss_cfg.graph and getattr(model, "graph_encoder", None) is not None:
+        model.graph_encoder.requires_grad_(False)
+    return model
+
+
+class _RunLog:
+    """log.jsonl (+ TensorBoard) on rank 0."""
+
+    def __init__(self, out_dir: Path, enabled: bool, tensorboard: bool, keep_until_step: int | None):
+        self.path = out_dir / LOG_FILE
+        self.enabled = enabled
+        self.history: list[dict[str, Any]] = []
+        self.writer = None
+        if not enabled:
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if keep_until_step is None:
+            self.path.write_text("", encoding="utf-8")
+        else:  # resume: drop what a killed run logged after its last checkpoint
+            kept = []
+            if self.path.is_file():
+                for line in self.path.read_text(encoding="utf-8").splitlines():
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a line cut off by the kill
+                    if row.get("step", 0) <= keep_until_step and "event" not in row:
+                        kept.append(row)
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+            self.history = kept
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+
+    def write(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        if "event" not in row:
+            self.history.append(row)
+            if self.writer is not None:
+                step = row["step"]
+                for key, value in row.items():
+                    if isinstance(value, (int, float)) and key not in ("step",):
+                        self.writer.add_scalar(f"train/{key}", value, step)
+                for key, value in row.get("components", {}).items():
+                    self.writer.add_scalar(f"loss/{key}", value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class _Trainer:
+    def __init__(self, cfg: TrainConfig, ctx: DistributedContext, step_callback: StepCallback | None):
+        self.cfg = cfg
+        self.ctx = ctx
+        self.step_callback = step_callback
+        self.out_dir = Path(cfg.out_dir).expanduser()
+        self.ckpt_path = checkpoint_path(self.out_dir)
+
+    # ------------------------------------------------------------------ setup
+    def run(self) -> TrainResult:
+        from clinclip.losses import ClinClipLoss
+
+        cfg, ctx = self.cfg, self.ctx
+        start_time = time.perf_counter()
+        resume_state = None
+        if cfg.resume:
+            resume_state = load_checkpoint(self.ckpt_path)
+            self._check_resume_config(resume_state)
+        elif self.ckpt_path.exists():
+            raise ClinclipError(f"{self.out_dir}: holds a training checkpoint already ({self.ckpt_path}); continue "
+                                "it with --resume (resume=true) or choose another out_dir")
+        if cfg.batch_size % ctx.world_size:
+            raise ClinclipError(f"train config: batch_size = {cfg.batch_size} is the global batch and must divide "
+                                f"evenly over the {ctx.world_size} ranks")
+        per_rank = cfg.batch_size // ctx.world_size
+        seed_everything(cfg.seed)
+        loss_cfg = cfg.loss_config()
+        needs = loss_cfg.needed_inputs()
+        rows = load_training_rows(cfg.require_manifest(), cfg.data.split, needs, cfg.data.image_root,
+                                  cfg.data.max_rows)
+        if len(rows) < cfg.batch_size:
+            raise ClinclipError(f"{rows.manifest}: split {cfg.data.split!r} has {len(rows)} usable rows, fewer than "
+                                f"one batch ({cfg.batch_size}); excluded: {dict(rows.excluded) or 'none'}")
+        model = build_model(cfg, loss_cfg)
+        transform = model.image_transform(
+            train=cfg.data.augment, crop_scale=(cfg.data.crop_scale_min, 1.0), clahe_p=cfg.data.clahe_p,
+            brightness=cfg.data.brightness, contrast=cfg.data.contrast) if cfg.data.augment \
+            else model.image_transform(train=False)
+        dataset = ManifestDataset(rows, transform, seed=cfg.seed)
+        sampler = ResumableDistributedSampler(dataset, ctx.world_size, ctx.rank, cfg.seed)
+        steps_per_epoch = len(sampler) // per_rank
+        total_steps = cfg.steps or cfg.epochs * steps_per_epoch
+        warmup = cfg.warmup_steps or round(cfg.warmup_epochs * steps_per_epoch)
+        device = ctx.device
+        autocast_dtype = resolve_precision(cfg.precision, device)
+        if loss_cfg.graph:
+            graphs = rows.graphs + (rows.neg_graphs or [])
+            model.graph_encoder.to(device)
+            model.graph_encoder.warm_up(graphs, progress=ctx.is_main and cfg.progress)
+        model.to(device)
+        train_model: nn.Module = model
+        if ctx.distributed:
+            train_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
+                                      eps=cfg.eps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total_steps,
+                                                                               cfg.min_lr_ratio))
+        loss_fn = ClinClipLoss(loss_cfg, rank=ctx.rank, world_size=ctx.world_size)
+        position = {"step": 0, "epoch": 0, "batch_in_epoch": 0}
+        skipped, skipped_batches = SkippedImages(), 0
+        if resume_state is not None:
+            model.load_state_dict(resume_state["model"])
+            optimizer.load_state_dict(resume_state["optimizer"])
+            scheduler.load_state_dict(resume_state["scheduler"])
+            position = {k: int(resume_state[k]) for k in position}
+            per_rank = [SkippedImages.from_state(x) for x in resume_state["skipped_images_per_rank"]]
+            if len(per_rank) == ctx.world_size:
+                skipped = per_rank[ctx.rank]
+            elif ctx.is_main:  # a different rank layout: rank 0 carries the totals
+                skipped = SkippedImages.merged(per_rank)
+            skipped_batches = int(resume_state["skipped_batches"]) if ctx.is_main else 0
+            rng = resume_state["rng"]
+            restore_rng_state(rng[ctx.rank] if ctx.rank < len(rng) else rng[0])
+        log = _RunLog(self.out_dir, ctx.is_main, cfg.tensorboard,
+                      position["step"] if resume_state is not None else None)
+        if ctx.is_main:
+            cfg.save(self.out_dir / CONFIG_FILE)
+            log.write({"event": "start", "step": position["step"], "total_steps": total_steps,
+                       "steps_per_epoch": steps_per_epoch, "rows": len(rows), "world_size": ctx.world_size,
+                       "device": str(device), "precision": "bf16" if autocast_dtype else "fp32",
+                       "variant": loss_cfg.name, **summarise_skipped(rows.excluded, SkippedImages())})
+        state = _LoopState(model=model, train_model=train_model, optimizer=optimizer, scheduler=scheduler,
+                           loss_fn=loss_fn, dataset=dataset, sampler=sampler, per_rank=per_rank,
+                           total_steps=total_steps, steps_per_epoch=steps_per_epoch, autocast_dtype=autocast_dtype,
+                           position=position, skipped=skipped, skipped_batches=skipped_batches, log=log, rows=rows,
+                           needs=set(needs))
+        try:
+            self._loop(state)
+        except KeyboardInterrupt:
+            if not ctx.distributed and state.position["step"] > 0:
+                self._save(state)
+                print(f"interrupted at step {state.position['step']}: checkpoint written to {self.ckpt_path}; "
+                      "continue with --resume")
+            raise
+        finally:
+            log.close()
+        summary = self._finish(state)
+        return TrainResult(model_dir=self.out_dir / MODEL_DIR, log_path=log.path,
+                           seconds=time.perf_counter() - start_time, history=log.history,
+                           checkpoint=self.ckpt_path, steps=state.position["step"], summary=summary)
+
+    def _check_resume_config(self, state: dict[str, Any]) -> None:
+        import yaml
+
+        saved = TrainConfig.from_dict(yaml.safe_load(state["config"]))
+        now, before = self.cfg.to_dict(), saved.to_dict()
+        changed = [k for k in now if k not in RESUME_FREE | RESUME_SCHEDULE and now[k] != before[k]]
+        if changed:
+            details = "; ".join(f"{k}: {before[k]!r} -> {now[k]!r}" for k in changed)
+            raise ClinclipError(f"{self.ckpt_path}: cannot resume with a different configuration ({details}); "
+                                f"resume with the run's own config: clinclip train {self.out_dir / CONFIG_FILE} "
+                                "--resume")
+        for k in RESUME_SCHEDULE:
+            if now[k] != before[k] and self.ctx.is_main:
+                print(f"warning: resuming with {k} = {now[k]!r} (was {before[k]!r}): the learning-rate schedule "
+                      "changes from here on")
+
+    # ------------------------------------------------------------------ loop
+    def _loop(self, s: "_LoopState") -> None:
+        from tqdm.auto import tqdm
+
+        cfg, ctx = self.cfg, self.ctx
+        pos = s.position
+        collate = TrainCollator.for_model(s.model)
+        bar = tqdm(total=s.total_steps, initial=pos["step"], disable=not (ctx.is_main and cfg.progress),
+                   desc=f"train {s.loss_fn.cfg.name}", unit="step", dynamic_ncols=True)
+        window_start, window_samples = time.perf_counter(), 0
+        s.train_model.train()
+        try:
+            while pos["step"] < s.total_steps:
+                epoch = pos["epoch"]
+                s.sampler.set_epoch(epoch, start=pos["batch_in_epoch"] * s.per_rank)
+                s.dataset.set_epoch(epoch)
+                # A dedicated generator: creating the loader iterator must not consume the global RNG.
+                generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+                loader = torch.utils.data.DataLoader(
+                    s.dataset, batch_size=s.per_rank, sampler=s.sampler, collate_fn=collate, drop_last=True,
+                    num_workers=cfg.num_workers, pin_memory=s.model.device.type == "cuda", generator=generator)
+                for batch in loader:
+                    pos["batch_in_epoch"] += 1
+                    for path, reason, error in batch["skipped"]:
+                        s.skipped.add(path, reason, error)
+                    rows_here = int(batch["indices"].numel())
+                    if ctx.min_int(rows_here) == 0:  # some rank lost its whole batch: skip the step everywhere
+                        s.skipped_batches += 1
+                        continue
+                    record = self._step(s, batch)
+                    pos["step"] += 1
+                    window_samples += record["global_batch"]
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}")
+                    if pos["step"] % cfg.log_every == 0 or pos["step"] == s.total_steps:
+                        counts = ctx.sum_ints([len(s.skipped), s.skipped_batches])
+                        elapsed = time.perf_counter() - window_start
+                        record.update(samples_per_s=window_samples / max(elapsed, 1e-9),
+                                      skipped_images=counts[0], skipped_batches=counts[1],
+                                      excluded_rows=sum(s.rows.excluded.values()))
+                        s.log.write(record)
+                        window_start, window_samples = time.perf_counter(), 0
+                    if pos["step"] % cfg.save_every == 0 and pos["step"] < s.total_steps:
+                        self._save(s)
+                    if self.step_callback is not None:
+                        self.step_callback(record)
+                    if pos["step"] >= s.total_steps:
+                        break
+                else:
+                    pos["epoch"] += 1
+                    pos["batch_in_epoch"] = 0
+        finally:
+            bar.close()
+
+    def _step(self, s: "_LoopState", batch: dict[str, Any]) -> dict[str, Any]:
+        cfg = self.cfg
+        device = s.model.device
+        inputs = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()
+                  if k not in ("skipped", "indices", "labels", "neg_labels")}
+        labels = batch["labels"].to(device) if "labels" in s.needs else None
+        neg_labels = batch["neg_labels"].to(device) if "neg_labels" in s.needs else None
+        with torch.autocast(device_type=device.type, dtype=s.autocast_dtype or torch.float32,
+                            enabled=s.autocast_dtype is not None):
+            outputs = s.train_model(inputs)
+        # The loss (softmaxes over the batch, KL of soft labels) in fp32 whatever the encoders ran in.
+        outputs = {k: (v.float() if torch.is_tensor(v) else v) for k, v in outputs.items()}
+        losses = s.loss_fn(outputs, labels, neg_labels)
+        loss = losses["loss"]
+        if not torch.isfinite(loss):
+            raise ClinclipError(f"training diverged: loss is {loss.item()} at step {s.position['step'] + 1} "
+                                f"(lower lr, currently {cfg.lr}, or check the data)")
+        s.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = None
+        if cfg.grad_clip is not None:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(s.model.parameters(), cfg.grad_clip))
+        lr = s.scheduler.get_last_lr()[0]
+        s.optimizer.step()
+        s.scheduler.step()
+        components = {k: float(v) for k, v in losses.items()
+                      if k not in ("loss", "logit_scale", "global_batch") and torch.is_tensor(v) and v.numel() == 1}
+        record = {"step": s.position["step"] + 1, "epoch": s.position["epoch"], "loss": float(loss.detach()),
+                  "components": components, "lr": lr, "logit_scale": float(losses["logit_scale"]),
+                  "global_batch": int(losses["global_batch"])}
+        if grad_norm is not None:
+            record["grad_norm"] = grad_norm
+        return record
+
+    # ------------------------------------------------------------------ saving
+    def _save(self, s: "_LoopState") -> None:
+        rng_states = self.ctx.all_gather_object(capture_rng_state())  # a collective: every rank calls it
+        skipped_states = self.ctx.all_gather_object(s.skipped.to_state())
+        skipped_batches = self.ctx.sum_ints([s.skipped_batches])[0]
+        if not self.ctx.is_main:
+            return
+        save_checkpoint(self.ckpt_path, {
+            **{k: int(v) for k, v in s.position.items()},
+            "sampler_seed": int(self.cfg.seed),
+            "world_size": self.ctx.world_size,
+            "model": s.model.state_dict(),
+            "optimizer": s.optimizer.state_dict(),
+            "scheduler": s.scheduler.state_dict(),
+            "scaler": None,  # bf16 autocast needs no gradient scaler
+            "rng": rng_states,
+            "skipped_images_per_rank": skipped_states,
+            "skipped_batches": skipped_batches,
+            "config": self.cfg.to_yaml(),
+        })
+
+    def _finish(self, s: "_LoopState") -> dict[str, Any]:
+        self._save(s)
+        gathered = self.ctx.all_gather_object(s.skipped.to_state())
+        summary = summarise_skipped(s.rows.excluded, SkippedImages.merged([SkippedImages.from_state(x)
+                                                                            for x in gathered]))
+        summary["skipped_batches"] = self.ctx.sum_ints([s.skipped_batches])[0]
+        if self.ctx.is_main:
+            s.model.save_pretrained(self.out_dir / MODEL_DIR)
+            s.log.write({"event": "summary", "step": s.position["step"], **summary})
+            (self.out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            if self.cfg.progress:
+                print(format_summary(summary, s.rows.rows_in_split))
+        self.ctx.barrier()
+        return summary
+
+
+def format_summary(summary: dict[str, Any], rows_in_split: int) -> str:
+    lines = [f"rows in split: {rows_in_split}; excluded: {summary['excluded_rows']}; "
+             f"images skipped while training: {summary['skipped_images']}"]
+    for reason, n in summary["excluded_rows_by_reason"].items():
+        lines.append(f"  excluded {n:>7}  {reason}")
+    for reason, n in summary["skipped_images_by_reason"].items():
+        lines.append(f"  skipped  {n:>7}  {reason}")
+    return "\n".join(lines)
+
+
+@dataclass
+class _LoopState:
+    model: Any
+    train_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loss_fn: Any
+    dataset: ManifestDataset
+    sampler: ResumableDistributedSampler
+    per_rank: int
+    total_steps: int
+    steps_per_epoch: int
+    autocast_dtype: torch.dtype | None
+    position: dict[str, int]
+    skipped: SkippedImages
+    skipped_batches: int
+    log: _RunLog
+    rows: Any
+    needs: set
