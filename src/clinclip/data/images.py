@@ -1,0 +1,262 @@
+"""Image I/O: every chest X-ray format the adapters meet, read into one uint8 H×W grayscale array.
+
+- PNG / JPEG (and anything else Pillow opens): 8-bit grayscale as stored; colour or palette images are
+  converted to luminance; 16-bit (and 32-bit integer / float) images are scaled linearly from their own
+  value range (min..max) to 0..255, which is what a 12-bit-in-16 CXR export needs (a fixed /257 would leave
+  it nearly black); EXIF orientation is applied.
+- DICOM (pydicom): modality LUT / Rescale Slope+Intercept, then the VOI LUT Sequence or Window
+  Center/Width (``pydicom.pixels.apply_voi_lut``, first window), then the windowed output range (the VOI LUT's
+  entries, or the windowing's nominal output range) is scaled to 0..255; without any VOI the image's own
+  min..max range is used. MONOCHROME1 (white = low value) is inverted so bone is always bright.
+  Multi-frame files give their first frame; RGB DICOMs are converted to luminance.
+
+Every failure raises :class:`ImageReadError` naming the file and the cause.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from clinclip.errors import ClinclipError
+
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+
+
+class ImageReadError(ClinclipError):
+    """An image file that is missing, unreadable or undecodable; the message names the file and the cause."""
+
+    def __init__(self, path: str | os.PathLike, cause: str):
+        self.path = str(path)
+        self.cause = cause
+        super().__init__(f"cannot read image {self.path}: {cause}")
+
+
+def is_dicom(path: str | os.PathLike) -> bool:
+    """A DICOM file by suffix, or by the 'DICM' magic after the 128-byte preamble."""
+    if str(path).lower().endswith(DICOM_SUFFIXES):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a PNG/JPEG/DICOM chest X-ray as a uint8 H×W grayscale array (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(path, "file not found" if not path.exists() else "not a regular file")
+    if is_dicom(path):
+        image = _load_dicom(path)
+    else:
+        image = _load_pillow(path)
+    if image.ndim != 2 or min(image.shape) < 1:
+        raise ImageReadError(path, f"decoded to an unexpected shape {image.shape} (expected H×W)")
+    return np.ascontiguousarray(image)
+
+
+# --- Pillow -----------------------------------------------------------------------------------------
+
+
+def _scale_to_uint8(values: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
+    """Linear map of [low, high] (default: the array's own min..max) to 0..255, clipped; flat -> zeros."""
+    values = np.asarray(values, dtype=np.float32)
+    if low is None or high is None:
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            return np.zeros(values.shape, dtype=np.uint8)
+        low, high = float(finite.min()), float(finite.max())
+    if high < low:
+        low, high = high, low
+    if high - low <= 0:
+        return np.zeros(values.shape, dtype=np.uint8)
+    scaled = (values - low) * (255.0 / (high - low))
+    return np.clip(np.nan_to_num(scaled, nan=0.0), 0.0, 255.0).round().astype(np.uint8)
+
+
+def _load_pillow(path: Path) -> np.ndarray:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            mode = image.mode
+            if mode == "L":
+                return np.array(image, dtype=np.uint8)
+            if mode.startswith("I") or mode == "F":  # I;16, I;16B, I;16L, I (32-bit), F: high bit depth
+                return _scale_to_uint8(np.array(image))
+            if mode in ("LA", "La", "PA", "P", "RGBA", "RGBa", "RGBX"):
+                image = image.convert("RGB") if mode not in ("LA", "La") else image.convert("L")
+            if image.mode == "L":
+                return np.array(image, dtype=np.uint8)
+            return np.array(image.convert("L"), dtype=np.uint8)  # RGB, CMYK, YCbCr, 1, ...
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not an image format Pillow recognises (expected PNG or JPEG)") from None
+    except (OSError, ValueError, SyntaxError) as err:  # truncated / corrupt files
+        raise ImageReadError(path, f"decoding failed ({type(err).__name__}: {err})") from None
+
+
+# --- DICOM ------------------------------------------------------------------------------------------
+
+
+def _windowing_output_range(ds) -> tuple[float, float]:
+    """The nominal output range of a Window Center/Width operation, as pydicom's ``apply_windowing``
+    computes it (stored bit depth and signedness, through the rescale), so the windowed image maps to 0..255
+    exactly (window bottom -> 0, window top -> 255)."""
+    if ds.get("ModalityLUTSequence"):
+        bits = int(ds.ModalityLUTSequence[0].LUTDescriptor[2])
+        low, high = 0.0, float(2**bits - 1)
+    else:
+        bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)))
+        if int(ds.get("PixelRepresentation", 0)) == 0:
+            low, high = 0.0, float(2**bits - 1)
+        else:
+            low, high = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+        slope, intercept = ds.get("RescaleSlope", None), ds.get("RescaleIntercept", None)
+        if slope is not None and intercept is not None:
+            low, high = low * float(slope) + float(intercept), high * float(slope) + float(intercept)
+    return min(low, high), max(low, high)
+
+
+def _voi_lut_output_range(ds) -> tuple[float, float]:
+    """The range of a VOI LUT Sequence's entries (real LUTs often use 12 of a declared 16 bits)."""
+    item = ds.VOILUTSequence[0]
+    data = item.LUTData
+    if isinstance(data, (bytes, bytearray)):
+        big_endian = not getattr(ds, "is_little_endian", True)
+        data = np.frombuffer(data, dtype=">u2" if big_endian else "<u2")
+    values = np.asarray(data, dtype=np.float64).ravel()
+    return (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+
+
+def _has_voi_lut(ds) -> bool:
+    seq = ds.get("VOILUTSequence")
+    return bool(seq) and seq[0].get("LUTDescriptor") is not None and seq[0].get("LUTData") is not None
+
+
+def _has_window(ds) -> bool:
+    return ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None
+
+
+def _load_dicom(path: Path) -> np.ndarray:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    except ImportError:  # pydicom < 3
+        from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
+
+    try:
+        ds = pydicom.dcmread(path)
+    except InvalidDicomError:
+        try:  # files without the 128-byte preamble (seen in some exports)
+            ds = pydicom.dcmread(path, force=True)
+        except Exception as err:  # noqa: BLE001 - pydicom raises many types on garbage
+            raise ImageReadError(path, f"not a DICOM file ({err})") from None
+    except Exception as err:  # noqa: BLE001
+        raise ImageReadError(path, f"DICOM parsing failed ({type(err).__name__}: {err})") from None
+    if "PixelData" not in ds:
+        raise ImageReadError(path, "DICOM file has no Pixel Data element")
+    if not hasattr(ds, "file_meta") or "TransferSyntaxUID" not in ds.file_meta:
+        ds.file_meta = getattr(ds, "file_meta", pydicom.dataset.FileMetaDataset())
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pixels = ds.pixel_array
+    except Exception as err:  # noqa: BLE001 - decoder plugins raise RuntimeError/NotImplementedError/...
+        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
+        name = getattr(syntax, "name", str(syntax))
+        raise ImageReadError(
+            path,
+            f"pixel data could not be decoded (transfer syntax {name}: {type(err).__name__}: {err}); "
+            "for JPEG-lossless / JPEG-LS / JPEG 2000 DICOMs install a decoder, e.g. "
+            "`pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg`",
+        ) from None
+
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    samples = int(ds.get("SamplesPerPixel", 1))
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        pixels = pixels[0]
+    if samples > 1:  # colour DICOM (rare for CXR): pydicom already converted YBR to RGB
+        rgb = pixels.astype(np.float32)
+        luminance = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+        return _scale_to_uint8(luminance, 0.0, float(2 ** int(ds.get("BitsStored", 8)) - 1))
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ImageReadError(path, f"unsupported Photometric Interpretation {photometric!r}")
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values = apply_modality_lut(pixels, ds)
+            if _has_voi_lut(ds):
+                if not np.issubdtype(values.dtype, np.integer):  # the LUT indexes integers
+                    values = np.rint(values).astype(np.int64)
+                low, high = _voi_lut_output_range(ds)
+                values = apply_voi_lut(values, ds, prefer_lut=True)
+            elif _has_window(ds):
+                low, high = _windowing_output_range(ds)
+                values = apply_voi_lut(values, ds, prefer_lut=False)
+            else:
+                low = high = None
+    except Exception as err:  # noqa: BLE001 - malformed LUT / window values
+        raise ImageReadError(path, f"applying the modality/VOI LUT failed ({type(err).__name__}: {err})") from None
+
+    image = _scale_to_uint8(values, low, high)
+    if photometric == "MONOCHROME1":
+        image = 255 - image
+    return image
+
+
+# --- writing ----------------------------------------------------------------------------------------
+
+
+def save_image_uint8(array: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write a uint8 H×W grayscale array (PNG, or any format by suffix) atomically: a temp file in the same
+    folder, then ``os.replace``, so an interrupted run never leaves a truncated image behind."""
+    from PIL import Image
+
+    path = Path(path)
+    array = np.asarray(array)
+    if array.dtype != np.uint8 or array.ndim != 2:
+        raise ClinclipError(f"save_image_uint8({path}): expected a uint8 H×W array, got {array.dtype} "
+                            f"with shape {array.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix or ".png"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            fmt = Image.registered_extensions().get(suffix.lower(), "PNG")
+            Image.fromarray(array).save(handle, format=fmt)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def resize_shorter_side(image: np.ndarray, size: int) -> np.ndarray:
+    """Shrink a uint8 H×W image so its shorter side is ``size`` (aspect kept, never enlarged), with
+    Pillow's antialiased resampling; training/evaluation transforms then crop to their own size."""
+    from PIL import Image
+
+    height, width = image.shape
+    shorter = min(height, width)
+    if shorter <= size:
+        return image
+    scale = size / shorter
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    if height <= width:
+        new_h = size
+    else:
+        new_w = size
+    return np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.LANCZOS), dtype=np.uint8)
