@@ -251,13 +251,13 @@ def frozen_targets(monkeypatch):
     tests), SoftCLIP's self-similarity by call order (I-T then T-I in every evaluation)."""
     import clinclip.losses.functional as functional
 
-    thresholded, softmax_self = functional.thresholded_soft_labels, functional.softmax_self_similarity
+    thresholded, softmax_self = functional.thresholded_similarity, functional.softmax_self_similarity
     memo: dict = {}
     calls = {"s": 0}
 
-    def frozen_thresholded(embeddings, tau):
+    def frozen_thresholded(embeddings, tau, *args):
         if tau not in memo:
-            memo[tau] = thresholded(embeddings, tau)
+            memo[tau] = thresholded(embeddings, tau, *args)
         return memo[tau].clone()
 
     def frozen_softmax(embeddings, scale):
@@ -267,7 +267,7 @@ def frozen_targets(monkeypatch):
             memo[key] = softmax_self(embeddings, scale)
         return memo[key].clone()
 
-    monkeypatch.setattr(functional, "thresholded_soft_labels", frozen_thresholded)
+    monkeypatch.setattr(functional, "thresholded_similarity", frozen_thresholded)
     monkeypatch.setattr(functional, "softmax_self_similarity", frozen_softmax)
 
 
@@ -381,3 +381,32 @@ def test_float32_and_bad_inputs():
         total_loss(x["v"], x["t1"], x["t2"], x["g1"], None, None, None, 2.0, {"i": 1.0}, {})
     with pytest.raises(ValueError, match="tau"):
         call(total_loss, x, 2.0, {"t": 1.0}, {"t": 1.0})
+
+
+def test_cross_entropy_mode_shifts_value_not_gradient():
+    x = make_batch(5, seed=70, zero_label_rows=[3])
+    weights = {"t": 1.0, "c": 0.5, "g": 2.0, "i": 0.1}
+    leaves = {k: x[k].clone().requires_grad_(True) for k in ("v", "t1", "t2", "g1", "g2")}
+    xa = dict(x, **leaves)
+    kl = call(total_loss, xa, 3.0, weights, {"t": 0.1, "c": 0.2, "g": 0.0})
+    kl.backward()
+    grads = {k: t.grad.clone() for k, t in leaves.items()}
+    for t in leaves.values():
+        t.grad = None
+    ce = call(total_loss, xa, 3.0, weights, {"t": 0.1, "c": 0.2, "g": 0.0}, exact_kl=False)
+    ce.backward()
+    assert ce.item() > kl.item() + 1e-3  # cross-entropy = KL + entropy of the (non one-hot) targets
+    for k, t in leaves.items():
+        torch.testing.assert_close(t.grad, grads[k], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("B,tau", [(64, 0.3), (97, -0.5)])
+def test_symmetric_block_similarity_equals_full_product(B, tau):
+    """Large batches with hard negatives build S from 3 of its 4 blocks; it must equal E Eᵀ."""
+    from clinclip.losses.soft_labels import l2_normalise, thresholded_similarity
+
+    e = l2_normalise(torch.randn(2 * B, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(B)))
+    e[B + 3] = e[2]  # a hard negative identical to an original
+    want = (e @ e.T - tau).clamp_min(0).fill_diagonal_(1 - tau)
+    torch.testing.assert_close(thresholded_similarity(e, tau, B), want, rtol=0, atol=1e-15)
+    torch.testing.assert_close(thresholded_similarity(e, tau), want, rtol=0, atol=1e-15)

@@ -35,30 +35,77 @@ from clinclip.losses.config import GRAPH_PAIRS, PAIRS, PAPER_PAIRS, STREAMS
 from clinclip.losses.soft_labels import (
     l2_normalise,
     softmax_self_similarity,
-    thresholded_soft_labels,
+    thresholded_similarity,
 )
 
 THRESHOLDED_STREAMS: tuple[str, ...] = ("t", "c", "g")
 
 
+# How a pair's targets sit in the N x N stream matrices (rows = anchors, columns = candidates).
+#   rows: rows 0..B, all N columns, rows already sum to 1          (I-T, I-G)
+#   orig: rows 0..B, columns 0..B, renormalised per row           (T-I, G-I)
+#   all:  all N rows and columns                                   (T-G, G-T)
+#   neg:  rows B..N, columns 0..B, renormalised, empty rows left out (N-I)
+_PAIR_KIND = {"I-T": "rows", "I-G": "rows", "T-I": "orig", "G-I": "orig", "T-G": "all", "G-T": "all", "N-I": "neg"}
+
+
 @dataclass
 class _PairSpec:
-    """Where a pair's logits and targets come from. ``rows``/``cols`` index the N x N stream matrices."""
-
     name: str
     logits: torch.Tensor  # anchors x candidates, with gradient
-    rows: slice
-    cols: slice
     anchor_modality: str  # "I", "T" or "G": whose self-similarity SoftCLIP uses
-    may_have_empty_rows: bool = False
 
     @property
-    def identity_offset(self) -> int | None:
-        """Column offset of the one-hot target (row r -> column r + offset), None when the block
-        holds no original pair (N-I)."""
-        if self.rows.start >= self.cols.start and self.rows.stop <= self.cols.stop:
-            return self.rows.start - self.cols.start
-        return None
+    def kind(self) -> str:
+        return _PAIR_KIND[self.name]
+
+
+class _StreamTargets:
+    """One thresholded stream (t, c or g): the unnormalised soft labels y (N x N) and the per-row
+    statistics that give every pair kind its normalised target and its Σ ŷ log ŷ without another
+    N x N matrix. Built once per stream and shared by all pairs."""
+
+    def __init__(self, embeddings: torch.Tensor, tau: float, batch: int, exact_kl: bool = True):
+        y = thresholded_similarity(embeddings, tau, batch)
+        self.y, self.batch = y, batch
+        # Row sums over the originals' columns and the rest, each read once (z > 0: diagonal kept).
+        z_orig_raw = y[:, :batch].sum(dim=1)
+        z = z_orig_raw + y[:, batch:].sum(dim=1) if y.shape[1] > batch else z_orig_raw.clone()
+        self.inv_z = z.reciprocal()
+        # Block of the originals' columns, renormalised: ŷ' = ŷ[:, :B] / zb with zb = Σ_{j<B} ŷ.
+        zb = z_orig_raw * self.inv_z
+        self.has_block_target = zb > 0
+        safe_zb = torch.where(self.has_block_target, zb, torch.ones_like(zb))
+        self.block_scale = torch.where(self.has_block_target, self.inv_z / safe_zb, torch.zeros_like(zb))
+        if exact_kl:
+            # Σ_j y log y over the originals' columns and the rest (0 log 0 = 0: y * log(tiny) = 0).
+            ylogy = y.clamp_min(torch.finfo(y.dtype).tiny).log_().mul_(y)
+            ylogy_orig = ylogy[:, :batch].sum(dim=1)
+            ylogy_full = ylogy_orig + ylogy[:, batch:].sum(dim=1) if y.shape[1] > batch else ylogy_orig
+            del ylogy
+            log_z = z.log()
+            # Normalised rows ŷ = y / z: Σ ŷ log ŷ = Σ y log y / z - log z; the renormalised block likewise.
+            self.negent_rows = ylogy_full * self.inv_z - log_z
+            negent_block = (ylogy_orig * self.inv_z - zb * log_z) / safe_zb - safe_zb.log()
+            self.negent_block = torch.where(self.has_block_target, negent_block, torch.zeros_like(negent_block))
+        else:  # cross-entropy instead of KL: the same gradient, the value shifted by the targets' entropy
+            self.negent_rows = self.negent_block = torch.zeros_like(z)
+
+    def block(self, kind: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(unnormalised block of y, per-row scale that normalises it, per-row Σ ŷ log ŷ)."""
+        b = self.batch
+        if kind == "rows":
+            return self.y[:b], self.inv_z[:b], self.negent_rows[:b]
+        if kind == "all":
+            return self.y, self.inv_z, self.negent_rows
+        if kind == "orig":
+            return self.y[:b, :b], self.block_scale[:b], self.negent_block[:b]
+        return self.y[b:, :b], self.block_scale[b:], self.negent_block[b:]  # neg
+
+    def rows_with_target(self, kind: str) -> torch.Tensor | int:
+        if kind == "neg":
+            return self.has_block_target[self.batch :].sum().clamp_min(1).to(self.y.dtype)
+        return self.y.shape[0] if kind == "all" else self.batch
 
 
 def _check(name: str, x: torch.Tensor | None, batch: int | None = None) -> None:
@@ -76,8 +123,8 @@ def resolve_weights(
     pair_stream_weights: Mapping[str, Mapping[str, float]] | None,
     has_graph: bool,
     has_negatives: bool,
-) -> dict[str, dict[str, float]]:
-    """{pair: {stream: pair_weight * stream_weight}} for every pair and stream with a nonzero weight."""
+) -> dict[str, tuple[float, dict[str, float]]]:
+    """{pair: (pair weight, {stream: weight})} for every pair and stream with a nonzero weight."""
     for k in weights:
         if k not in STREAMS:
             raise ValueError(f"unknown loss stream {k!r} in weights; known: {', '.join(STREAMS)}")
@@ -97,11 +144,11 @@ def resolve_weights(
         for k in stream_weights:
             if k not in STREAMS:
                 raise ValueError(f"unknown loss stream {k!r} for pair {pair}")
-        active = {k: float(pair_weight) * float(w) for k, w in stream_weights.items() if w != 0}
-        if any(w < 0 for w in active.values()):
-            raise ValueError(f"negative loss weight for pair {pair}: {active}")
+        active = {k: float(w) for k, w in stream_weights.items() if w != 0}
+        if pair_weight < 0 or any(w < 0 for w in active.values()):
+            raise ValueError(f"negative loss weight for pair {pair}: {pair_weight} x {active}")
         if active:
-            resolved[pair] = active
+            resolved[pair] = (float(pair_weight), active)
     return resolved
 
 
@@ -122,9 +169,14 @@ def loss_terms(
     softclip_negatives_only: bool = True,
     softclip_scale: float | None = None,
     components: bool = True,
+    exact_kl: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Total loss and, when ``components``, every L_k(P) (unweighted, detached) under ``"P/k"`` and
-    each pair's weighted sum under ``"P"``. Arguments as in :func:`total_loss`."""
+    each pair's weighted sum under ``"P"``. Arguments as in :func:`total_loss`.
+
+    ``exact_kl=False`` leaves out the targets' entropy Σ ŷ log ŷ (a constant for the model): the value
+    becomes the cross-entropy, the gradient is unchanged, and the soft streams save a few passes over
+    their 2B x 2B matrices."""
     batch = v.shape[0]
     _check("v", v)
     for name, x in (("t1", t1), ("t2", t2), ("g1", g1), ("g2", g2), ("c1", c1), ("c2", c2)):
@@ -141,7 +193,7 @@ def loss_terms(
         raise ValueError("c2 given without t2: hard negatives need their text embeddings too")
 
     plan = resolve_weights(pairs, weights, pair_stream_weights, has_graph, has_negatives)
-    used = {k for ws in plan.values() for k in ws}
+    used = {k for _, ws in plan.values() for k in ws}
     for k in used & set(THRESHOLDED_STREAMS):
         if k not in taus:
             raise ValueError(f"stream {k!r} has a weight but no threshold in taus")
@@ -158,79 +210,126 @@ def loss_terms(
     g_n = None
     if has_graph:
         g_n = l2_normalise(torch.cat([g1, g2]) if has_negatives else g1)
-    n_all = t_n.shape[0]
-    orig = slice(0, batch)
-    everything = slice(0, n_all)
 
     # Logits: one B x N product per image pair, the text-side pairs are its transposed blocks.
     specs: dict[str, _PairSpec] = {}
     if {"I-T", "T-I", "N-I"} & plan.keys():
         logits_it = (logit_scale * v_n) @ t_n.T
-        specs["I-T"] = _PairSpec("I-T", logits_it, orig, everything, "I")
-        specs["T-I"] = _PairSpec("T-I", logits_it[:, :batch].T, orig, orig, "T")
+        specs["I-T"] = _PairSpec("I-T", logits_it, "I")
+        specs["T-I"] = _PairSpec("T-I", logits_it[:, :batch].T, "T")
         if has_negatives:
-            specs["N-I"] = _PairSpec("N-I", logits_it[:, batch:].T, slice(batch, n_all), orig, "T", True)
+            specs["N-I"] = _PairSpec("N-I", logits_it[:, batch:].T, "T")
     if {"I-G", "G-I"} & plan.keys():
         logits_ig = (logit_scale * v_n) @ g_n.T
-        specs["I-G"] = _PairSpec("I-G", logits_ig, orig, everything, "I")
-        specs["G-I"] = _PairSpec("G-I", logits_ig[:, :batch].T, orig, orig, "G")
+        specs["I-G"] = _PairSpec("I-G", logits_ig, "I")
+        specs["G-I"] = _PairSpec("G-I", logits_ig[:, :batch].T, "G")
     if {"T-G", "G-T"} & plan.keys():
         logits_tg = (logit_scale * t_n) @ g_n.T
-        specs["T-G"] = _PairSpec("T-G", logits_tg, everything, everything, "T")
-        specs["G-T"] = _PairSpec("G-T", logits_tg.T, everything, everything, "G")
+        specs["T-G"] = _PairSpec("T-G", logits_tg, "T")
+        specs["G-T"] = _PairSpec("G-T", logits_tg.T, "G")
 
     # Eq. 3-5, 8-9: soft labels over all N x N, once per stream, without gradient.
-    stream_targets: dict[str, torch.Tensor] = {}
     with torch.no_grad():
+        streams: dict[str, _StreamTargets] = {}
         if "t" in used:
-            stream_targets["t"] = thresholded_soft_labels(t_n.detach(), float(taus["t"]))
+            streams["t"] = _StreamTargets(t_n.detach(), float(taus["t"]), batch, exact_kl)
         if "g" in used:
-            stream_targets["g"] = thresholded_soft_labels(g_n.detach(), float(taus["g"]))
+            streams["g"] = _StreamTargets(g_n.detach(), float(taus["g"]), batch, exact_kl)
         if "c" in used:
             c_all = torch.cat([c1, c2]) if has_negatives else c1
             c_n = l2_normalise(c_all.detach().to(v.dtype))
-            stream_targets["c"] = thresholded_soft_labels(c_n, float(taus["c"]))
+            streams["c"] = _StreamTargets(c_n, float(taus["c"]), batch, exact_kl)
         self_embeddings = {"I": v_n.detach(), "T": t_n.detach(), "G": g_n.detach() if g_n is not None else None}
         if softclip_scale is not None:
             s_scale = softclip_scale
         else:
             s_scale = logit_scale.detach() if torch.is_tensor(logit_scale) else logit_scale
+    mixer = _TargetMixer(streams, {spec.kind for spec in specs.values() if spec.name in plan})
 
     out: dict[str, torch.Tensor] = {}
     total = v.new_zeros(())
-    for pair, stream_weights in plan.items():
+    for pair, (pair_weight, stream_weights) in plan.items():
         spec = specs[pair]
         pair_loss, parts = _pair_loss(
-            spec, stream_weights, stream_targets, self_embeddings, s_scale, softclip_negatives_only, components
+            spec, stream_weights, mixer, self_embeddings, s_scale, softclip_negatives_only, components, exact_kl
         )
-        total = total + pair_loss
+        total = total + pair_weight * pair_loss
         if components:
-            out[pair] = pair_loss.detach()
+            out[pair] = pair_weight * pair_loss.detach()
             for k, value in parts.items():
                 out[f"{pair}/{k}"] = value
     out["loss"] = total
     return out
 
 
+class _TargetMixer:
+    """Σ_k w_k ŷ_k for a pair kind, built once per (kind, weights) and shared: the rows kind (I-T,
+    I-G) is a row block of the all kind (T-G, G-T) when both are needed."""
+
+    def __init__(self, streams: Mapping[str, _StreamTargets], kinds: set[str]):
+        self.streams = streams
+        self.kinds = kinds
+        self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @torch.no_grad()
+    def mixed(self, kind: str, weights: Mapping[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mixed target, constant Σ_k c_k Σ ŷ_k log ŷ_k). For kind neg the 1/n_k of each stream's
+        mean is inside (rows without target differ per stream); for the other kinds every stream
+        averages over the same anchors and the caller divides by their number."""
+        key = (kind, tuple(sorted(weights.items())))
+        if key in self._cache:
+            return self._cache[key]
+        if kind == "rows" and "all" in self.kinds:
+            full, constant_all = self.mixed("all", weights)
+            batch = next(iter(self.streams.values())).batch
+            constant = sum(w * self.streams[k].negent_rows[:batch].sum() for k, w in weights.items())
+            self._cache[key] = (full[:batch], constant)
+            return self._cache[key]
+        target = None
+        constant = 0.0
+        for k, w in weights.items():
+            y, row_scale, negent = self.streams[k].block(kind)
+            coef = w / self.streams[k].rows_with_target(kind) if kind == "neg" else w
+            row_coef = (row_scale * coef).unsqueeze(1)
+            target = y * row_coef if target is None else target.addcmul_(y, row_coef)
+            constant = constant + coef * negent.sum()
+        self._cache[key] = (target, constant)
+        return self._cache[key]
+
+
 def _pair_loss(
     spec: _PairSpec,
     stream_weights: Mapping[str, float],
-    stream_targets: Mapping[str, torch.Tensor],
+    mixer: _TargetMixer,
     self_embeddings: Mapping[str, torch.Tensor | None],
     s_scale: torch.Tensor | float,
     softclip_negatives_only: bool,
     components: bool,
+    exact_kl: bool,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     logits = spec.logits
     n_anchors = logits.shape[0]
     logp = torch.log_softmax(logits, dim=1)
-    logp_d = logp.detach()
-    offset = spec.identity_offset
+    offset = 0 if spec.kind != "neg" else None  # column of the one-hot target: row r -> r (no original in N-I)
     parts: dict[str, torch.Tensor] = {}
-
-    mixed = None  # Σ_k (w_k / n_k) ŷ_k
-    constant = logits.new_zeros(())  # Σ_k (w_k / n_k) Σ ŷ_k log ŷ_k (no gradient)
     loss = logits.new_zeros(())
+
+    thresholded = {k: w for k, w in stream_weights.items() if k in THRESHOLDED_STREAMS}
+    plain_soft = {k: w for k, w in stream_weights.items() if k == "s" and not softclip_negatives_only}
+    if thresholded:
+        target, constant = mixer.mixed(spec.kind, thresholded)
+        cross = torch.dot(target.reshape(-1), logp.reshape(-1))
+        if spec.kind == "neg":
+            loss = loss + constant - cross
+        else:
+            loss = loss + (constant - cross) / n_anchors
+        if components:
+            with torch.no_grad():
+                for k in thresholded:
+                    stream = mixer.streams[k]
+                    y, row_scale, negent = stream.block(spec.kind)
+                    cross_k = torch.dot(row_scale, (y * logp).sum(dim=1))
+                    parts[k] = (negent.sum() - cross_k) / stream.rows_with_target(spec.kind)
     for k, w in stream_weights.items():
         if k == "i":
             if offset is None:  # no original pair in this block: the one-hot stream is empty
@@ -242,35 +341,20 @@ def _pair_loss(
             loss = loss - w * diag.mean()
             if components:
                 parts[k] = -diag.detach().mean()
-            continue
-        if k == "s" and softclip_negatives_only:
-            term = _softclip_negatives_kl(spec, logits, self_embeddings, s_scale)
+        elif k == "s" and softclip_negatives_only:
+            term = _softclip_negatives_kl(spec, logits, self_embeddings, s_scale, exact_kl)
             loss = loss + w * term
             if components:
                 parts[k] = term.detach()
-            continue
+    if plain_soft:
         with torch.no_grad():
-            if k == "s":
-                target = softmax_self_similarity(self_embeddings[spec.anchor_modality], s_scale)
-            else:
-                target = stream_targets[k][spec.rows, spec.cols]
-                if spec.cols.stop - spec.cols.start < stream_targets[k].shape[1]:
-                    # Eq. 2: only part of the candidates; renormalise the block per row.
-                    row_sum = target.sum(dim=1, keepdim=True)
-                    target = target / row_sum.clamp_min(torch.finfo(target.dtype).tiny)
-            if spec.may_have_empty_rows:
-                n_rows = (target.sum(dim=1) > 0).sum().clamp_min(1).to(target.dtype)
-            else:
-                n_rows = n_anchors
-            neg_entropy = torch.special.xlogy(target, target).sum()
-            coef = w / n_rows
-            constant = constant + coef * neg_entropy
-            weighted = target * coef
-            mixed = weighted if mixed is None else mixed.add_(weighted)
-            if components:
-                parts[k] = (neg_entropy - (target * logp_d).sum()) / n_rows
-    if mixed is not None:
-        loss = loss + constant - (mixed * logp).sum()
+            target = softmax_self_similarity(self_embeddings[spec.anchor_modality], s_scale)
+            target_logp = target.clamp_min(torch.finfo(target.dtype).tiny).log()
+            neg_entropy = torch.dot(target.reshape(-1), target_logp.reshape(-1)) if exact_kl else 0.0
+        kl = (neg_entropy - torch.dot(target.reshape(-1), logp.reshape(-1))) / n_anchors
+        loss = loss + plain_soft["s"] * kl
+        if components:
+            parts["s"] = kl.detach()
     return loss, parts
 
 
@@ -279,11 +363,12 @@ def _softclip_negatives_kl(
     logits: torch.Tensor,
     self_embeddings: Mapping[str, torch.Tensor | None],
     s_scale: torch.Tensor | float,
+    exact_kl: bool = True,
 ) -> torch.Tensor:
     """SoftCLIP's negatives-only KL: target and prediction both renormalised over the negatives
     (the positive is dropped from both), averaged over anchors."""
     n_anchors, n_candidates = logits.shape
-    if spec.identity_offset != 0 or n_anchors != n_candidates:
+    if spec.kind == "neg" or n_anchors != n_candidates:
         raise ValueError(f"the SoftCLIP stream needs a square, index-aligned pair; {spec.name} is not")
     if n_candidates < 2:  # a single candidate has no negatives
         return logits.new_zeros(())
@@ -292,7 +377,7 @@ def _softclip_negatives_kl(
         target = softmax_self_similarity(self_embeddings[spec.anchor_modality], s_scale)
         target = target.masked_fill(eye, 0.0)
         target = target / target.sum(dim=1, keepdim=True).clamp_min(torch.finfo(target.dtype).tiny)
-        neg_entropy = torch.special.xlogy(target, target).sum()
+        neg_entropy = torch.special.xlogy(target, target).sum() if exact_kl else 0.0
     logq = torch.log_softmax(logits.masked_fill(eye, float("-inf")), dim=1).masked_fill(eye, 0.0)
     return (neg_entropy - (target * logq).sum()) / n_anchors
 

@@ -29,6 +29,34 @@ def clinical_vectors(labels: torch.Tensor, uncertain_as: int = 0) -> torch.Tenso
 
 
 @torch.no_grad()
+def thresholded_similarity(embeddings: torch.Tensor, tau: float, batch: int | None = None) -> torch.Tensor:
+    """Eq. 4/5/9 before row normalisation, up to a constant factor per matrix: relu(S - tau) with
+    S = E Eᵀ and the diagonal set to 1 - tau (what a unit vector scores with itself). The factor
+    1/(1 - tau) of the paper is left out because the row normalisation cancels it; this saves a pass
+    over the 2B x 2B matrix. ``tau`` must lie in [-1, 1).
+
+    With ``batch`` = B and 2B rows ([originals; hard negatives]) S is symmetric: the rows of the
+    originals and the negatives' own block are multiplied (3/4 of the full product) and the remaining
+    block is copied transposed."""
+    if not -1.0 <= tau < 1.0:
+        raise ValueError(f"soft-label threshold tau must lie in [-1, 1), got {tau}")
+    minus_tau = embeddings.new_tensor(-tau)
+    n = embeddings.shape[0]
+    if batch is None or n != 2 * batch or batch < 64:  # small: one product is as fast
+        # S - tau comes out of the product itself (addmm's beta * input), then one in-place pass.
+        sim = torch.addmm(minus_tau, embeddings, embeddings.T)
+    else:
+        top, bottom = embeddings[:batch], embeddings[batch:]
+        sim = torch.empty(n, n, dtype=embeddings.dtype, device=embeddings.device)
+        torch.addmm(minus_tau, top, embeddings.T, out=sim[:batch])  # rows 0..B: a contiguous block
+        sim[batch:, batch:] = torch.addmm(minus_tau, bottom, bottom.T)
+        sim[batch:, :batch] = sim[:batch, batch:].T
+    sim.relu_()
+    sim.fill_diagonal_(1.0 - tau)
+    return sim
+
+
+@torch.no_grad()
 def thresholded_soft_labels(embeddings: torch.Tensor, tau: float) -> torch.Tensor:
     """ŷ of Eq. 4/5/9 for already L2-normalised rows (N x D) -> N x N, rows summing to 1.
 
