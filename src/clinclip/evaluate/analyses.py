@@ -196,7 +196,10 @@ def tsne_analysis(store, pairs: list[tuple[str, str, str]], seed: int = 0) -> tu
     x = np.concatenate([affirmed, negated])
     group = np.array([0] * len(pairs) + [1] * len(pairs))
     perplexity = float(max(2, min(30, (len(x) - 1) // 3)))
-    xy = TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(x)
+    # exact t-SNE for a few hundred points: Barnes-Hut is slower there and stalls on busy CPUs
+    method = "exact" if len(x) <= 1000 else "barnes_hut"
+    xy = TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca",
+              method=method).fit_transform(x)
     silhouette = float(silhouette_score(x, group, metric="cosine")) if len(set(group)) > 1 else float("nan")
     pair_cos = float((affirmed * negated).sum(axis=1).mean())
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
