@@ -144,3 +144,25 @@ def test_load_from_path_and_errors_name_the_field(tmp_path):
     with pytest.raises(ClinclipError, match="not found"):
         load_variant(tmp_path / "absent.yaml")
     assert LossConfig().validate().needed_inputs() == []
+
+
+def test_half_precision_inputs_under_autocast_are_computed_in_float32():
+    out, labels, neg_labels = model_outputs(B=6, seed=12)
+    out32 = {k: (v.detach().float() if torch.is_tensor(v) else v) for k, v in out.items()}
+    out16 = {k: v.to(torch.bfloat16) for k, v in out32.items()}
+    want = ClinClipLoss("clip-ng-dtcg")(out32, labels, neg_labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = ClinClipLoss("clip-ng-dtcg")(out16, labels, neg_labels)
+    assert got["loss"].dtype == torch.float32
+    # the inputs were rounded to bf16, the loss itself was not computed in bf16
+    assert got["loss"].item() == pytest.approx(want["loss"].item(), rel=2e-2)
+    ref = ClinClipLoss("clip-ng-dtcg")({k: v.float() for k, v in out16.items()}, labels, neg_labels)
+    assert got["loss"].item() == pytest.approx(ref["loss"].item(), rel=1e-6)
+
+
+def test_components_off_gives_same_loss():
+    out, labels, neg_labels = model_outputs(B=5, seed=13)
+    full = ClinClipLoss("clip-ng-dtcg")(out, labels, neg_labels)
+    lean = ClinClipLoss("clip-ng-dtcg", components=False)(out, labels, neg_labels)
+    assert lean["loss"].item() == pytest.approx(full["loss"].item(), rel=1e-12)
+    assert "I-T/t" in full and "I-T/t" not in lean

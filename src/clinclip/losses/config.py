@@ -49,6 +49,7 @@ class LossConfig:
     uncertain_as: int = 0  # clinical vector value of an uncertain (-1) label: 0 or 1
     text_source: str = "report"  # what training feeds as the caption: "report" or "negation_prompts"
     softclip: SoftClipOptions = field(default_factory=SoftClipOptions)
+    exact_kl: bool = True  # False: report cross-entropy (same gradient, skips the targets' entropy)
     requires: list[str] = field(default_factory=list)
     ours: list[str] = field(default_factory=list)  # values we chose (the papers give none)
     reference: str = ""

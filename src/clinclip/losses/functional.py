@@ -176,7 +176,26 @@ def loss_terms(
 
     ``exact_kl=False`` leaves out the targets' entropy Σ ŷ log ŷ (a constant for the model): the value
     becomes the cross-entropy, the gradient is unchanged, and the soft streams save a few passes over
-    their 2B x 2B matrices."""
+    their 2B x 2B matrices.
+
+    Inputs in half precision are upcast and the loss runs with autocast off: thresholds and soft
+    labels need float32 (a bf16 similarity is off by ~1e-2, enough to move pairs across tau)."""
+    compute_dtype = torch.promote_types(v.dtype, torch.float32)
+    upcast = [None if x is None else x.to(compute_dtype) for x in (v, t1, t2, g1, g2, c1, c2)]
+    if torch.is_tensor(logit_scale):
+        logit_scale = logit_scale.to(compute_dtype)
+    with torch.autocast(device_type=v.device.type, enabled=False):
+        return _loss_terms(
+            *upcast, logit_scale, weights, taus, pairs=pairs, pair_stream_weights=pair_stream_weights,
+            softclip_negatives_only=softclip_negatives_only, softclip_scale=softclip_scale,
+            components=components, exact_kl=exact_kl,
+        )
+
+
+def _loss_terms(
+    v, t1, t2, g1, g2, c1, c2, logit_scale, weights, taus, *, pairs, pair_stream_weights,
+    softclip_negatives_only, softclip_scale, components, exact_kl,
+) -> dict[str, torch.Tensor]:
     batch = v.shape[0]
     _check("v", v)
     for name, x in (("t1", t1), ("t2", t2), ("g1", g1), ("g2", g2), ("c1", c1), ("c2", c2)):

@@ -62,11 +62,16 @@ class ClinClipLoss(nn.Module):
     ``text_embeds``, ``neg_text_embeds``, ``graph_embeds``, ``neg_graph_embeds`` raw projections,
     ``logit_scale`` already exponentiated); ``labels``/``neg_labels`` are B x 14 CheXpert values
     (1/0/-1/NaN) of the report and of its hard negative. Returns ``{"loss", "logit_scale",
-    "P" (weighted pair loss), "P/k" (unweighted L_k(P)), "global_batch"}``; only "loss" has gradient.
+    "global_batch"}`` plus, unless ``components=False``, ``"P"`` (weighted loss of pair P) and
+    ``"P/k"`` (unweighted L_k(P)) for logging; only "loss" has gradient. The loss runs in float32 with
+    autocast off, whatever the encoders ran in.
     """
 
-    def __init__(self, cfg: LossConfig | str, rank: int = 0, world_size: int = 1, group=None):
+    def __init__(self, cfg: LossConfig | str, rank: int = 0, world_size: int = 1, group=None,
+                 components: bool = True):
         super().__init__()
+        # components=False skips the per-pair/stream values (one extra pass per stream and pair).
+        self.components = components
         self.cfg = load_variant(cfg) if isinstance(cfg, str) else cfg.validate()
         self.rank = rank
         self.world_size = world_size
@@ -130,6 +135,8 @@ class ClinClipLoss(nn.Module):
             pair_stream_weights=cfg.pair_stream_weights,
             softclip_negatives_only=cfg.softclip.negatives_only,
             softclip_scale=cfg.softclip.scale,
+            components=self.components,
+            exact_kl=cfg.exact_kl,
         )
         scale = outputs["logit_scale"]
         out["logit_scale"] = scale.detach() if torch.is_tensor(scale) else torch.tensor(float(scale))
