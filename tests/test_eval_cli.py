@@ -53,6 +53,17 @@ def prepared_manifest(tmp_path) -> str:
     return str(path)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # tiny models on a shared 2-core machine: one thread avoids oversubscription
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _image_loader(monkeypatch):
     # TEMPORARY until clinclip.data.images lands (H6): read the PNGs with Pillow.
@@ -106,6 +117,13 @@ def test_eval_tasks_align_and_report_end_to_end(tiny_model, prepared_manifest, t
         "--cache-dir", cache, "--out", out / "align.json")
     align = json.loads((out / "align.json").read_text())
     assert align["metrics"]["n"] == 4 and 0.0 <= align["metrics"]["A"] <= 1.0
+
+    run("eval", "analyses", "--model", tiny_model, "--data", prepared_manifest, "--benchmark", bench,
+        "--ig-steps", "4", "--cache-dir", cache, "--out", out / "analyses.json")
+    analyses = json.loads((out / "analyses.json").read_text())
+    assert np.array(analyses["head_ablation"]["delta"]).shape == (2, 2)  # tiny preset: 2 layers x 2 heads
+    assert analyses["integrated_gradients"]["sentences"][0]["tokens"][0] == "[CLS]"
+    assert len(analyses["plots"]) == 3
 
     report = tmp_path / "report.html"
     run("report", *sorted(out.glob("*.json")), "--out", report)

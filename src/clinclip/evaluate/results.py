@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 
 
-def _jsonable(value):
+def jsonable(value):
+    """A result (nested dicts/lists with numpy values) as plain JSON types; NaN and inf become null."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, (np.floating, float)):
         v = float(value)
         return None if math.isnan(v) or math.isinf(v) else v
@@ -32,6 +33,9 @@ def _jsonable(value):
     if isinstance(value, np.bool_):
         return bool(value)
     return value
+
+
+_jsonable = jsonable  # the name the demo imported first
 
 
 def fmt(value, percent: bool = True) -> str:
@@ -68,7 +72,7 @@ def write_result(result: dict, out: str | Path) -> tuple[Path, Path]:
     """Write ``out`` (JSON) and the Markdown table beside it (same name, ``.md``)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_jsonable(result), indent=2))
+    out.write_text(json.dumps(jsonable(result), indent=2))
     md = out.with_suffix(".md")
     md.write_text(markdown_table(result))
     return out, md
