@@ -166,3 +166,15 @@ def test_components_off_gives_same_loss():
     lean = ClinClipLoss("clip-ng-dtcg", components=False)(out, labels, neg_labels)
     assert lean["loss"].item() == pytest.approx(full["loss"].item(), rel=1e-12)
     assert "I-T/t" in full and "I-T/t" not in lean
+
+
+def test_round_trip_and_derived_requires():
+    for name in list_variants():
+        cfg = load_variant(name)
+        again = LossConfig.from_dict(cfg.to_dict(), f"round trip {name}")
+        assert again == cfg
+    # an ad-hoc config (e.g. a preset with overrides) may leave requires out: it is derived
+    data = load_variant("clip").to_dict()
+    data.pop("requires")
+    data["hard_negatives"] = True
+    assert LossConfig.from_dict(data).requires == ["hard_negatives"]

@@ -131,7 +131,8 @@ class LossConfig:
         if sorted(self.requires) != sorted(self.needed_inputs()):
             raise bad(
                 "requires",
-                f"says {sorted(self.requires)} but the variant needs {sorted(self.needed_inputs())}",
+                f"says {sorted(self.requires)} but the variant needs {sorted(self.needed_inputs())} "
+                "(update it, or leave 'requires' out to derive it)",
             )
         return self
 
@@ -152,7 +153,11 @@ class LossConfig:
         except TypeError as exc:
             raise ClinclipError(f"{where}: field 'softclip': {exc}") from None
         taus = {**DEFAULT_TAUS, **(data.pop("taus", None) or {})}
-        return cls(**data, taus=taus, softclip=options).validate(where)
+        derive_requires = "requires" not in data
+        cfg = cls(**data, taus=taus, softclip=options)
+        if derive_requires:  # a preset states it (and is checked); an ad-hoc config may leave it out
+            cfg.requires = cfg.needed_inputs()
+        return cfg.validate(where)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
