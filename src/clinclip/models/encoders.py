@@ -117,7 +117,7 @@ def load_encoder(path_or_name: str | Path, device: str | torch.device = "cpu",
     if kind == "clinclip":
         from clinclip.models.model import ClinClipModel
 
-        model = ClinClipModel.from_pretrained(directory)
+        model = ClinClipModel.from_pretrained(directory, load_graph=False)  # evaluation uses no graphs
     else:
         from clinclip.models.hf_clip import HfClipModel
 

@@ -71,8 +71,9 @@ def save_weights(module: torch.nn.Module, path: Path, metadata: dict[str, str] |
     save_file(state_for_saving(module), str(path), metadata={"format": "pt", **(metadata or {})})
 
 
-def load_weights(module: torch.nn.Module, path: Path) -> None:
-    """Load safetensors weights strictly; missing / unexpected / wrong-shape tensors give one clear error."""
+def load_weights(module: torch.nn.Module, path: Path, skip_prefixes: tuple[str, ...] = ()) -> None:
+    """Load safetensors weights strictly; missing / unexpected / wrong-shape tensors give one clear error.
+    Tensors under ``skip_prefixes`` are left out on purpose (a part not built, e.g. the graph encoder)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -82,6 +83,8 @@ def load_weights(module: torch.nn.Module, path: Path) -> None:
         state = load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise ClinclipError(f"{path}: cannot read safetensors weights ({err})") from None
+    if skip_prefixes:
+        state = {k: v for k, v in state.items() if not k.startswith(skip_prefixes)}
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

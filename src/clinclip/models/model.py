@@ -263,9 +263,10 @@ class ClinClipModel(nn.Module):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device | None = None
-                        ) -> "ClinClipModel":
-        """Load a directory written by ``save_pretrained`` (either family), offline."""
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device | None = None,
+                        load_graph: bool = True) -> "ClinClipModel":
+        """Load a directory written by ``save_pretrained`` (either family), offline. ``load_graph=False``
+        skips the graph encoder and its phrase encoder (evaluation needs only the image and text towers)."""
         directory = Path(directory)
         kind = detect_model_kind(directory)
         if kind != "clinclip":
@@ -273,13 +274,17 @@ class ClinClipModel(nn.Module):
                                 "clinclip.models.load_encoder() to evaluate it or clinclip.models.init_from() "
                                 "(train --init) to fine-tune it")
         config = ModelConfig.from_dict(read_config_json(directory), where=str(directory / CONFIG_NAME))
+        skip = ()
+        if not load_graph and config.graph_enabled:
+            config.graph.enabled = False
+            skip = ("graph_encoder.",)
         if config.family == "hf-clip":
             from clinclip.models.hf_clip import HfClipModel
 
             model = HfClipModel.build_saved(config, directory)
         else:
             model = cls._build_saved(config, directory)
-        load_weights(model, directory / WEIGHTS_NAME)
+        load_weights(model, directory / WEIGHTS_NAME, skip_prefixes=skip)
         if map_location is not None:
             model.to(map_location)
         return model
