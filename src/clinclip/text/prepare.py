@@ -89,15 +89,18 @@ def _init_worker(state: dict) -> None:
     _STATE.update(state)
 
 
-def _labeler(backend: str):
-    """The labeler of this process (built once per process)."""
-    key = ("labeler", backend)
-    if key not in _STATE:
-        from clinclip.text.labeler import get_labeler
+_LABELERS: dict = {}
 
-        options = _STATE.get("labeler_options", {}) if backend == _STATE.get("labeler") else {}
-        _STATE[key] = get_labeler(backend, **options)
-    return _STATE[key]
+
+def _labeler(backend: str):
+    """The labeler of this process, built once per process and options (a CheXbert model loads once)."""
+    from clinclip.text.labeler import get_labeler
+
+    options = _STATE.get("labeler_options", {}) if backend == _STATE.get("labeler") else {}
+    key = (backend, repr(sorted(options.items())))
+    if key not in _LABELERS:
+        _LABELERS[key] = get_labeler(backend, **options)
+    return _LABELERS[key]
 
 
 def _text_stage(reports: list[str]) -> list[tuple[str, str, list[str]]]:
