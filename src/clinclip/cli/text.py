@@ -46,7 +46,7 @@ def label(
 
     from clinclip.errors import ClinclipError
     from clinclip.observations import CHEXPERT_LABELER_ORDER, OBSERVATIONS
-    from clinclip.text.io import read_reports
+    from clinclip.text.io import has_error, read_reports
     from clinclip.text.labeler import get_labeler
     from clinclip.text.sections import report_body
 
@@ -67,7 +67,7 @@ def label(
     problems: list[str] = []
     texts: list[str] = []
     for report, source, error in zip(frame["report"], frame["source"], frame["read_error"]):
-        if error:
+        if has_error(error):
             problems.append(f"{source}: {error}")
             texts.append("")
             continue

@@ -165,3 +165,190 @@ class PhraseSet:
         keys = self._group_key
         for m in self.regex.finditer(text):
             yield m.start(), m.end(), keys[m.lastgroup]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Word-start dispatch on the first K characters (the fast path of the lexicon scanners)
+
+_PRINTABLE = frozenset(chr(c) for c in range(32, 127)) | frozenset("\t\n\r\x0b\x0c")
+
+
+def _char_set(av) -> tuple[frozenset[str], bool]:
+    """(characters of an IN node, whether it was negated / open-ended)."""
+    c = _sre_constants
+    chars: set[str] = set()
+    negate = False
+    for kind, val in av:
+        if kind is c.NEGATE:
+            negate = True
+        elif kind is c.LITERAL:
+            chars.add(chr(val))
+        elif kind is c.RANGE:
+            chars |= {chr(x) for x in range(val[0], val[1] + 1)}
+        elif kind is c.CATEGORY:
+            chars |= _category_chars(val, _PRINTABLE)
+        else:
+            return _PRINTABLE, True
+    if negate:
+        return frozenset(_PRINTABLE - chars), True
+    return frozenset(chars), False
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _expand_seq(items, n: int, cap: int) -> set[str]:
+    """Possible first-n-character strings of a parsed sequence; a string shorter than n means the
+    sequence can end there. Assertions (\\b, look-arounds) are ignored, so the set may be too large
+    (safe: candidates are verified by the real regex) but never too small."""
+    results = {""}
+    for item in items:
+        nxt: set[str] = set()
+        for p in results:
+            if len(p) >= n:
+                nxt.add(p)
+                continue
+            for q in _expand_item(item, n - len(p), cap):
+                nxt.add(p + q)
+            if len(nxt) > cap:
+                raise _TooBig
+        results = nxt
+    return results
+
+
+def _expand_item(item, n: int, cap: int) -> set[str]:
+    c = _sre_constants
+    op, av = item
+    if op is c.LITERAL:
+        return {chr(av)}
+    if op is c.NOT_LITERAL:
+        return set(_PRINTABLE - {chr(av)})
+    if op is c.ANY:
+        return set(_PRINTABLE)
+    if op is c.IN:
+        return set(_char_set(av)[0])
+    if op is c.AT or op in (c.ASSERT, c.ASSERT_NOT):
+        return {""}
+    if op is c.BRANCH:
+        out: set[str] = set()
+        for branch in av[1]:
+            out |= _expand_seq(branch, n, cap)
+            if len(out) > cap:
+                raise _TooBig
+        return out
+    if op is c.SUBPATTERN:
+        return _expand_seq(av[-1], n, cap)
+    if op is getattr(c, "ATOMIC_GROUP", None):
+        return _expand_seq(av, n, cap)
+    if op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)):
+        lo, hi, sub = av
+        upper = min(hi, lo + n + 1)
+        out = set()
+        cur = {""}
+        for r in range(upper + 1):
+            if r >= lo:
+                out |= cur
+            if r == upper or all(len(p) >= n for p in cur):
+                if r < lo:
+                    out |= cur  # all complete: the rest cannot change the first n characters
+                break
+            nxt = set()
+            for p in cur:
+                if len(p) >= n:
+                    nxt.add(p)
+                    continue
+                for q in _expand_seq(sub, n - len(p), cap):
+                    nxt.add(p + q)
+                if len(nxt) > cap:
+                    raise _TooBig
+            cur = nxt
+        return out
+    raise _TooBig  # back-references and other rare nodes: no dispatch
+
+
+def _first_is_open(parsed) -> bool:
+    """Whether the pattern can start with a negated class / any character (no safe dispatch)."""
+    try:
+        for s in _expand_seq(list(parsed), 1, 10_000):
+            if s and s not in _PRINTABLE:
+                return True
+        chars = _first_chars(list(parsed), _PRINTABLE)
+        return chars[1] or len(chars[0]) > 60
+    except _TooBig:
+        return True
+
+
+class WordScanner:
+    """Leftmost-first matching of many branches, tried only at word starts, dispatched on the first
+    ``depth`` characters there (a dict lookup instead of trying every branch).
+
+    Same semantics as ``PhraseSet`` for branches that begin at a word start (all lexicon entries
+    start with ``\\b`` and a word character): scanning left to right, at each word start the first
+    branch (in ``branches`` order) that matches wins and the scan resumes after it.
+    """
+
+    _WORD_START = re.compile(r"\b(?=\w)")
+
+    def __init__(self, branches: Sequence[Branch], depth: int = 5, cap: int = 4000, flags: int = 0):
+        self.branches = list(branches)
+        self.depth = depth
+        self._compiled = [re.compile(b.pattern, flags) for b in self.branches]
+        for b, rx in zip(self.branches, self._compiled):
+            if rx.groups:
+                raise ValueError(f"lexicon pattern must not contain capturing groups: {b.pattern!r}")
+        # tables[k][prefix of length k] -> branch indices whose match can start with that prefix
+        self._tables: list[dict[str, list[int]]] = [dict() for _ in range(depth + 1)]
+        self._always: list[int] = []
+        for i, b in enumerate(self.branches):
+            parsed = _sre_parse.parse(b.pattern, flags)
+            if _first_is_open(parsed):
+                self._always.append(i)
+                continue
+            for k in range(depth, 0, -1):
+                try:
+                    prefixes = _expand_seq(list(parsed), k, cap)
+                    break
+                except _TooBig:
+                    continue
+            else:
+                self._always.append(i)
+                continue
+            for p in prefixes:
+                if p and not (p[0].isalnum() or p[0] == "_"):
+                    raise ValueError(f"lexicon pattern must start with a word character: {b.pattern!r}")
+                if p:
+                    self._tables[len(p)].setdefault(p, []).append(i)
+                else:  # may match the empty string here: try everywhere
+                    self._always.append(i)
+        self._cache: dict[str, tuple] = {}
+
+    def _candidates(self, key: str) -> tuple:
+        found = list(self._always)
+        for k in range(1, min(len(key), self.depth) + 1):
+            found.extend(self._tables[k].get(key[:k], ()))
+        found = sorted(set(found))
+        cand = tuple((self._compiled[i].match, self.branches[i].key) for i in found)
+        if len(self._cache) < 200_000:
+            self._cache[key] = cand
+        return cand
+
+    def finditer(self, text: str) -> Iterator[tuple[int, int, object]]:
+        depth = self.depth
+        cache = self._cache
+        last_end = 0
+        for w in self._WORD_START.finditer(text):
+            pos = w.start()
+            if pos < last_end:
+                continue
+            key = text[pos: pos + depth]
+            cand = cache.get(key)
+            if cand is None:
+                cand = self._candidates(key)
+            for match, value in cand:
+                m = match(text, pos)
+                if m is not None:
+                    end = m.end()
+                    yield pos, end, value
+                    last_end = end if end > pos else pos + 1
+                    break

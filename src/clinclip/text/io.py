@@ -61,7 +61,14 @@ def _read_folder(folder: Path) -> pd.DataFrame:
             "source": str(p),
             "read_error": error,
         })
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame["read_error"] = pd.Series([r["read_error"] for r in rows], dtype=object)  # keep None, not NaN
+    return frame
+
+
+def has_error(value) -> bool:
+    """Whether a ``read_error`` cell holds an error (None / NaN / "" mean no error)."""
+    return isinstance(value, str) and bool(value)
 
 
 def read_reports(input: str | Path, text_column: str | None = "report") -> pd.DataFrame:

@@ -153,3 +153,24 @@ def get_labeler(backend: str = "rules", **kwargs) -> Labeler:
 
 
 __all__ = ["RuleLabeler", "CsvLabeler", "get_labeler", "aggregate", "BACKENDS", "FINDINGS"]
+
+
+def positive_agreement(pred: np.ndarray, gold: "dict[str, Sequence[float]]") -> "list[dict]":
+    """Per-observation agreement of positive calls (pred == 1.0) with gold tags (1 / 0 / NaN = excluded).
+
+    ``pred`` is N x 14 (OBSERVATIONS order); ``gold`` maps observation names to N values. Returns one
+    dict per observation in ``gold`` with precision, recall, f1, support (gold positives), n (scored).
+    """
+    rows = []
+    for obs, values in gold.items():
+        g = np.asarray(values, dtype=float)
+        keep = ~np.isnan(g)
+        p = pred[:, _INDEX[obs]][keep] == 1.0
+        t = g[keep] == 1.0
+        tp, fp, fn = int(np.sum(p & t)), int(np.sum(p & ~t)), int(np.sum(~p & t))
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"observation": obs, "precision": precision, "recall": recall, "f1": f1,
+                     "support": int(t.sum()), "n": int(keep.sum()), "tp": tp, "fp": fp, "fn": fn})
+    return rows

@@ -20,7 +20,7 @@ from typing import Iterable
 import yaml
 
 from clinclip.observations import NO_FINDING, OBSERVATIONS
-from clinclip.text._regex import Branch, PhraseSet
+from clinclip.text._regex import Branch, WordScanner
 
 POSITIVE, NEGATIVE, UNCERTAIN = "positive", "negative", "uncertain"
 ASSERTIONS = (POSITIVE, NEGATIVE, UNCERTAIN)
@@ -86,7 +86,7 @@ class _Entry:
 
 
 @functools.lru_cache(maxsize=1)
-def _mention_scanner() -> PhraseSet:
+def _mention_scanner() -> WordScanner:
     data = _read_yaml("mentions.yaml")
     macros: dict[str, str] = {}
     for name, pat in (data.get("macros") or {}).items():
@@ -138,7 +138,7 @@ def _mention_scanner() -> PhraseSet:
     order.sort(key=lambda x: -x[0])  # stable: longest first
     plain_branches = [Branch(p, merged[p]) for _, p in order]
     branches = excludes + statements + fixed[UNCERTAIN] + fixed[NEGATIVE] + fixed[POSITIVE] + plain_branches
-    return PhraseSet(branches)
+    return WordScanner(branches)
 
 
 # Cue classes, in scanner priority order.
@@ -149,17 +149,40 @@ _BOUNDARY = 9
 
 
 @functools.lru_cache(maxsize=1)
-def _cue_scanner() -> tuple[PhraseSet, int]:
+def _cue_scanner() -> tuple[WordScanner, int]:
     data = _read_yaml("cues.yaml")
     macros = {k: v for k, v in (data.get("macros") or {}).items()}
-    branches: list[Branch] = []
+    ranked: list[tuple[int, int, str]] = []
     for cls_index, cls in enumerate(_CUE_CLASSES):
-        pats = [_expand_macros(p, macros) for p in data.get(cls) or []]
-        pats.sort(key=lambda p: -_length_key(p))
-        branches.extend(Branch(_wrap(p), cls_index) for p in pats)
-    # Clause boundaries: sentence punctuation (not a decimal point), ";", ":", blank lines.
-    branches.append(Branch(r"[.?!;:](?!\d)|\n\s*\n", _BOUNDARY))
-    return PhraseSet(branches), int(data.get("post_window", 80))
+        for p in data.get(cls) or []:
+            p = _expand_macros(p, macros)
+            ranked.append((-_length_key(p), cls_index, p))
+    ranked.sort(key=lambda x: (x[0], x[1]))  # longest first, then class order
+    branches = [Branch(_wrap(p), cls_index) for _, cls_index, p in ranked]
+    return WordScanner(branches), int(data.get("post_window", 80))
+
+
+# Clause boundaries: sentence punctuation (not a decimal point), ";", ":", blank lines.
+_CLAUSE_END = re.compile(r"[.?!;:](?!\d)|\n[ \t]*\n")
+
+
+def _cues(low: str) -> list[tuple[int, int, int]]:
+    """Cues and clause boundaries of a lower-cased text, in text order."""
+    scanner, _ = _cue_scanner()
+    cues = list(scanner.finditer(low))
+    bounds = [(m.start(), m.end(), _BOUNDARY) for m in _CLAUSE_END.finditer(low)]
+    if not cues:
+        return bounds
+    # A boundary inside a cue ("vs.") is not a boundary.
+    spans = [(s, e) for s, e, _k in cues]
+    starts = [s for s, _e in spans]
+    kept = []
+    for b in bounds:
+        i = bisect.bisect_right(starts, b[0]) - 1
+        if i >= 0 and spans[i][0] <= b[0] < spans[i][1]:
+            continue
+        kept.append(b)
+    return sorted(cues + kept)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,10 +257,16 @@ def _assertions(mentions: list[tuple[int, int, _Entry]], cues: list[tuple[int, i
     return out
 
 
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
 def _lower(text: str) -> str:
+    """Lower-cased text of the same length (offsets stay those of ``text``); non-ASCII characters
+    become spaces, as the lexicons are ASCII."""
     low = text.lower()
-    # Offsets must stay those of ``text``; a few non-ASCII characters change length when lowered.
-    return low if len(low) == len(text) else "".join(ch.lower()[:1] or ch for ch in text)
+    if len(low) != len(text):  # a few non-ASCII characters change length when lowered
+        low = "".join(ch.lower()[:1] or ch for ch in text)
+    return low if low.isascii() else _NON_ASCII.sub(" ", low)
 
 
 def _scan(text: str) -> list[tuple[int, int, _Entry, str]]:
@@ -246,9 +275,7 @@ def _scan(text: str) -> list[tuple[int, int, _Entry, str]]:
     found = [(s, e, entry) for s, e, entry in _mention_scanner().finditer(low) if not entry.exclude]
     if not found:
         return []
-    scanner, window = _cue_scanner()
-    cues = list(scanner.finditer(low))
-    assertions = _assertions(found, cues, window)
+    assertions = _assertions(found, _cues(low), _cue_scanner()[1])
     return [(s, e, entry, a) for (s, e, entry), a in zip(found, assertions)]
 
 

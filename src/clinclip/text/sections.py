@@ -35,10 +35,39 @@ _DROP_NAMES = (
 _KIND = {**{n: "findings" for n in _FINDINGS_NAMES}, **{n: "impression" for n in _IMPRESSION_NAMES},
          **{n: "drop" for n in _DROP_NAMES}}
 
-_NAMES_RE = "|".join(sorted((re.escape(n).replace(r"\ ", r"\s+") for n in _KIND), key=len, reverse=True))
-# A header: at line start (or start of text, or after a sentence end), a known name, then ":".
-_HEADER = re.compile(rf"(?:^|(?<=\n)|(?<=[.!?]\s)|(?<=[.!?]\s\s))[ \t]*(?P<name>{_NAMES_RE})[ \t]*:",
-                     re.IGNORECASE)
+_MAX_NAME_WORDS = max(len(n.split()) for n in _KIND)
+# Candidate header: a run of letters / spaces / "/" / "&" right before a colon. The known name is the
+# longest run of its last words that is in _KIND; it must start a line or follow a sentence end.
+_BEFORE_COLON = re.compile(r"([A-Za-z][A-Za-z /&-]{0,60}?)[ \t]*:")
+
+
+def _headers(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, kind) of every section header in ``text``."""
+    out = []
+    for m in _BEFORE_COLON.finditer(text):
+        words = m.group(1).split()
+        for k in range(min(len(words), _MAX_NAME_WORDS), 0, -1):
+            name = " ".join(words[-k:]).lower()
+            kind = _KIND.get(name)
+            if kind is None:
+                continue
+            # start of the name inside the match
+            start = m.start(1) + m.group(1).rfind(words[-k]) if k == 1 else _name_start(text, m, words, k)
+            before = text[:start].rstrip(" \t")
+            if not before or before[-1] in "\n.!?" or before.endswith(("\n", ":")):
+                out.append((start, m.end(), kind))
+            break
+    return out
+
+
+def _name_start(text: str, m: re.Match, words: list[str], k: int) -> int:
+    head = m.group(1)
+    pos = len(head)
+    for w in reversed(words[-k:]):
+        pos = head.rfind(w, 0, pos)
+    return m.start(1) + pos
+
+
 _TITLE_LINE = re.compile(r"^[ \t]*(?:final\s+report|preliminary\s+report|addendum)[ \t]*:?[ \t]*$",
                          re.IGNORECASE | re.MULTILINE)
 # Notification / signature sentences: removed from the kept sections.
@@ -59,13 +88,13 @@ _ADMIN_SENTENCE = re.compile(
 )
 
 
-def _normalise_name(name: str) -> str:
-    return re.sub(r"\s+", " ", name.strip().lower())
+_ADMIN_HINT = re.compile(r"notif|discuss|communicat|convey|relay|paged|telephon|\bcall|signed|dictated|transcrib"
+                         r"|reviewed|read\s+back|time\s+of", re.IGNORECASE)
 
 
 def strip_admin(text: str) -> str:
     """Remove notification and signature sentences ("Dr. X was notified at 3 p.m.")."""
-    if not text:
+    if not text or not _ADMIN_HINT.search(text):
         return text
     return re.sub(r"[ \t]{2,}", " ", _ADMIN_SENTENCE.sub("", text)).strip()
 
@@ -79,16 +108,12 @@ def extract_sections(report: str) -> dict[str, str]:
     if not isinstance(report, str) or not report.strip():
         return {"findings": "", "impression": ""}
     text = _TITLE_LINE.sub("", report.replace("\r\n", "\n").replace("\r", "\n"))
-    headers = list(_HEADER.finditer(text))
+    headers = _headers(text) if ":" in text else []
     parts: dict[str, list[str]] = {"findings": [], "impression": [], "drop": [], "preamble": []}
-    if headers:
-        parts["preamble"].append(text[: headers[0].start()])
-    else:
-        parts["preamble"].append(text)
-    for i, h in enumerate(headers):
-        end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
-        kind = _KIND.get(_normalise_name(h.group("name")), "drop")
-        parts[kind].append(text[h.end(): end])
+    parts["preamble"].append(text[: headers[0][0]] if headers else text)
+    for i, (_start, end_of_header, kind) in enumerate(headers):
+        end = headers[i + 1][0] if i + 1 < len(headers) else len(text)
+        parts[kind].append(text[end_of_header: end])
     findings = "\n".join(p.strip() for p in parts["findings"] if p.strip())
     impression = "\n".join(p.strip() for p in parts["impression"] if p.strip())
     if not findings and not impression:

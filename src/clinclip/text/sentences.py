@@ -40,10 +40,29 @@ _ABBREVIATIONS = {
 # letter ("apex.There"), or a numbered-list marker after punctuation / at a line start.
 _BOUNDARY = re.compile(
     r"(?P<punct>[.!?]+)(?P<space>\s+|$)"
-    r"|(?P<glued>(?<=[a-z])\.(?=[A-Z][a-z]))"
+    r"|(?P<glued>\.(?<=[a-z]\.)(?=[A-Z][a-z]))"
     r"|(?P<blank>\n[ \t]*\n\s*)"
 )
-_LIST_MARKER = re.compile(r"(?:(?<=^)|(?<=\n)|(?<=[.!?:]\s)|(?<=[.!?:]\s\s))[ \t]*\(?\d{1,2}[.)](?=\s+\S)\s*")
+# "1. " / "2) " / "(3) " list markers; a marker must start the text, a line, or follow a sentence end.
+_LIST_MARKER = re.compile(r"\(?\d{1,2}[.)](?=\s+\S)\s*")
+
+
+def _remove_list_markers(text: str) -> str:
+    if not any(ch.isdigit() for ch in text):
+        return text
+    out = []
+    pos = 0
+    for m in _LIST_MARKER.finditer(text):
+        before = text[:m.start()].rstrip(" \t")
+        if m.start() > 0 and text[m.start() - 1] not in " \t\n":
+            continue
+        if before and before[-1] not in "\n.!?:":
+            continue
+        out.append(text[pos:m.start()])
+        out.append("\n\n")
+        pos = m.end()
+    out.append(text[pos:])
+    return "".join(out)
 _PREV_WORD = re.compile(r"([A-Za-z][A-Za-z./]*)$")
 _SPACES = re.compile(r"\s+")
 _ONLY_PUNCT = re.compile(r"^[\W_]*$")
@@ -71,7 +90,7 @@ def split_sentences(text: str) -> list[str]:
     """Sentences of ``text`` (whitespace normalised, list markers removed, empty pieces dropped)."""
     if not isinstance(text, str) or not text.strip():
         return []
-    text = _LIST_MARKER.sub("\n\n", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _remove_list_markers(text.replace("\r\n", "\n").replace("\r", "\n"))
     out: list[str] = []
     start = 0
     for m in _BOUNDARY.finditer(text):
@@ -125,22 +144,25 @@ _VERB = re.compile(
     r"\b(?:is|are|was|were|has|have|had|be|been|appears?|remains?|seems?|demonstrates?|shows?|noted|seen"
     r"|identified|present|visualized|projects?|overlies|extends?|measures?|represents?|suggests?)\b",
     re.IGNORECASE)
+_CLAUSE_SPLIT = re.compile(r"\s*;\s*|,?\s+but\s+|,?\s+however,?\s+", re.IGNORECASE)
 _TRAILING_NEG = re.compile(
     r"\s+(?:(?:is|are|was|were)\s+)?(?:not\s+)?(?:seen|identified|present|noted|visualized|demonstrated|evident|appreciated)$",
     re.IGNORECASE)
 
 
-def _finding_keys(part: str) -> set[str]:
-    """Observations (or other-finding phrases) mentioned in ``part``."""
-    keys = set()
-    for s, e, entry, _assertion in _scan(part):
-        for obs in entry.observations:
-            keys.add(part[s:e].lower() if obs == OTHER_FINDING else obs)
-    return keys
-
-
 def _capitalise(s: str) -> str:
     return s[:1].upper() + s[1:] if s else s
+
+
+def _spans(text: str, offset: int) -> list[tuple[int, int, str]]:
+    """(start, end, separator after) of the coordinated items of ``text`` (offsets + ``offset``)."""
+    out = []
+    pos = 0
+    for c in _COORD.finditer(text):
+        out.append((offset + pos, offset + c.start(), c.group()))
+        pos = c.end()
+    out.append((offset + pos, offset + len(text), ""))
+    return [x for x in out if text[x[0] - offset: x[1] - offset].strip()]
 
 
 def split_single_entity(sentence: str) -> list[str]:
@@ -150,10 +172,10 @@ def split_single_entity(sentence: str) -> list[str]:
     s = sentence.strip()
     end_punct = s[-1] if s[-1] in ".!?" else "."
     body = s.rstrip(".!? ")
-    if not (_COORD.search(body)):
+    if not _COORD.search(body):
         return [s]
     # Clauses after a semicolon or "but" are separate statements: split first, then handle each.
-    clauses = [c for c in re.split(r"\s*;\s*|,?\s+but\s+|,?\s+however,?\s+", body) if c.strip()]
+    clauses = [c for c in _CLAUSE_SPLIT.split(body) if c.strip()]
     if len(clauses) > 1:
         out: list[str] = []
         for c in clauses:
@@ -163,49 +185,49 @@ def split_single_entity(sentence: str) -> list[str]:
     m = _LEAD_IN.match(body)
     lead = m.group("lead") if m else ""
     rest = body[len(lead):]
-    negated = bool(_NEGATED_LEAD.match(lead)) or bool(_UNCERTAIN_LEAD.match(lead))
+    negated = bool(lead) and (bool(_NEGATED_LEAD.match(lead)) or bool(_UNCERTAIN_LEAD.match(lead)))
     # "No X or Y is seen": keep the trailing negated predicate on every part.
     tail = ""
-    t = _TRAILING_NEG.search(rest)
-    if t and negated:
+    t = _TRAILING_NEG.search(rest) if negated else None
+    if t:
         tail, rest = rest[t.start():], rest[: t.start()]
-    parts = [p for p in _COORD.split(rest) if p and p.strip()]
-    if len(parts) < 2:
+    items = _spans(rest, len(lead))
+    if len(items) < 2:
         return [s]
-    if not negated and any(_VERB.search(p) for p in parts):
+    if not negated and _VERB.search(rest):
         return [s]  # shared predicate or clause: keep whole (documented choice)
-    keys = [_finding_keys(p) for p in parts]
-    if not all(keys):
-        # Some item is not a finding (anatomy coordination, "left and right lower lobes"):
-        # merge it back into its neighbours and split only between finding items.
-        merged_parts: list[str] = []
-        merged_keys: list[set] = []
-        raw = list(_COORD.finditer(rest))
-        pieces = []
-        pos = 0
-        for c in raw:
-            pieces.append((rest[pos:c.start()], c.group()))
-            pos = c.end()
-        pieces.append((rest[pos:], ""))
-        for (text_part, sep), k in zip(pieces, keys):
-            if merged_parts and (not k or not merged_keys[-1]):
-                merged_parts[-1] = merged_parts[-1] + prev_sep + text_part
-                merged_keys[-1] = merged_keys[-1] | k
-            else:
-                merged_parts.append(text_part)
-                merged_keys.append(set(k))
-            prev_sep = sep
-        parts, keys = merged_parts, merged_keys
-        if len(parts) < 2 or not all(keys):
-            return [s]
+    # Findings named in each item, from one scan of the sentence.
+    mentions = _scan(body)
+    keys: list[set] = []
+    for a, b, _sep in items:
+        k = set()
+        for ms, me, entry, _assertion in mentions:
+            if ms >= a and me <= b:
+                for obs in entry.observations:
+                    k.add(body[ms:me].lower() if obs == OTHER_FINDING else obs)
+        keys.append(k)
+    # An item that names no finding ("left and right lower lobes") joins its neighbours.
+    parts: list[str] = []
+    part_keys: list[set] = []
+    prev_sep = ""
+    for (a, b, sep), k in zip(items, keys):
+        text = body[a:b]
+        if parts and (not k or not part_keys[-1]):
+            parts[-1] = parts[-1] + prev_sep + text
+            part_keys[-1] |= k
+        else:
+            parts.append(text)
+            part_keys.append(set(k))
+        prev_sep = sep
+    if len(parts) < 2 or not all(part_keys):
+        return [s]
     # Items naming the same finding ("left and right effusions") are not different entities.
-    if len({frozenset(k) for k in keys}) < len(keys):
+    if len({frozenset(k) for k in part_keys}) < len(part_keys):
         return [s]
     out = []
     for p in parts:
         p = p.strip(" ,")
-        text = (lead + p + tail).strip() if lead else (p + tail).strip()
-        out.append(_capitalise(text) + end_punct)
+        out.append(_capitalise((lead + p + tail).strip()) + end_punct)
     return out
 
 

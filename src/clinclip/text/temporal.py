@@ -55,15 +55,15 @@ def _compiled() -> dict:
     c["lead_clause"] = re.compile(
         rf"^(?:(?:as\s+)?(?:compared|in\s+comparison|when\s+compared)\s+(?:to|with)|since|from|relative\s+to|"
         rf"in\s+the\s+interval(?:\s+since)?|on\s+the\s+(?:prior|previous))\b[^,;]*,\s*", I)
-    # Trailing comparison phrase: ", unchanged compared to the prior radiograph of XXXX."
+    # Trailing comparison phrase: "... compared to the prior radiograph of XXXX." (the change words
+    # before it, ", unchanged", are removed by trail_change afterwards).
     c["trail_compare"] = re.compile(
-        rf",?\s*(?:(?:which\s+)?(?:{be}\s+)?(?:(?:{intensity})\s+)?{change}\s+)?"
-        rf"(?:(?:as\s+)?(?:compared|when\s+compared)\s+(?:to|with)|since|from|relative\s+to|in\s+comparison\s+(?:to|with)|versus|than\s+(?:on|in)|than|on|"
-        rf"(?:(?:{be}|,)\s*)?(?:(?:{intensity})\s+)?(?:similar|identical|comparable|unchanged|stable)\s+(?:in\s+\w+\s+)?(?:to|with))\s+"
+        rf"\b(?:(?:as\s+)?(?:compared|when\s+compared)\s+(?:to|with)|since|from|relative\s+to|in\s+comparison\s+(?:to|with)"
+        rf"|versus|than\s+(?:on|in)|than|on|(?:similar|identical|comparable|unchanged|stable)\s+(?:in\s+\w+\s+)?(?:to|with))\s+"
         rf"(?:the\s+|a\s+)?{prior}\b[^;]*$", I)
     # Trailing change predicate: "... is unchanged", ", stable", "... has increased in size".
     c["trail_change"] = re.compile(
-        rf"(?:,\s*|\s+(?:which\s+)?(?:{be}\s+)?(?:(?:{intensity})\s+)?|\s+(?:has|have)\s+(?:(?:{intensity})\s+)?)"
+        rf"(?:,\s*(?:which\s+)?(?:{be}\s+)?|\s+(?:which\s+)?(?:{be}\s+)?(?:(?:{intensity})\s+)?|\s+(?:has|have)\s+(?:(?:{intensity})\s+)?)"
         rf"(?:(?:{intensity})\s+)?(?:{change}|increased|decreased|improved|worsened|progressed|enlarged|grown|"
         rf"diminished|regressed|cleared\s+somewhat|partially\s+(?:resolved|cleared))"
         rf"(?:\s+(?:in|and)\s+(?:size|appearance|extent|position|configuration|degree|conspicuity|prominence|severity|distribution)"
@@ -103,6 +103,18 @@ def _compiled() -> dict:
     c["orphan_punct"] = re.compile(r"\s+([,.;:])")
     c["trail_punct"] = re.compile(r"[\s,;:-]+$")
     c["lead_punct"] = re.compile(r"^[\s,;:.-]+")
+    c["words"] = re.compile(r"[a-z]+")
+    triggers = {re.match(r"[a-z]+", w).group() for w in data["change_words"] if re.match(r"[a-z]+", w)}
+    triggers |= {"compared", "comparison", "since", "change", "changes", "changed", "resolution", "resolved",
+                 "resolving", "removal", "removed", "cleared", "clearing", "clearance", "interval", "again",
+                 "persist", "persists", "persisted", "redemonstrated", "redemonstration", "prior", "previous",
+                 "previously", "increase", "decrease", "improvement", "worsening", "progression", "development",
+                 "placement", "longer", "disappeared", "disappearance", "withdrawn", "withdrawal", "insertion",
+                 "advancement", "than", "similar", "identical", "comparable", "from", "re", "remains", "remain",
+                 "continues", "continue", "reappearance", "retraction", "repositioning", "enlargement",
+                 "reduction", "regression", "growth", "evolution", "appearance", "gone", "larger", "smaller",
+                 "grown", "diminished", "regressed", "progressed", "enlarged", "relative", "versus", "on"}
+    c["triggers"] = frozenset(triggers)
     c["quick"] = re.compile(
         rf"\b(?:{change}|compared|comparison|since|change|changes|resolution|resolved|removal|removed|cleared|clearing|"
         rf"interval|again|persists?|redemonstrat\w*|re-demonstrat\w*|prior|previous|increase|decrease|improvement|"
@@ -134,7 +146,7 @@ def rewrite_sentence(sentence: str) -> str | None:
     s = _tidy(sentence, c)
     if not s:
         return None
-    if not c["quick"].search(s):
+    if c["triggers"].isdisjoint(c["words"].findall(s.lower())):
         return _sentence_case(s) + "."
     if c["only_compare"].match(s):
         return None

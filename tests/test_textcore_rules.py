@@ -1,0 +1,176 @@
+"""Rule labeler on sentences labelled as a radiologist reads them (negation, uncertainty, normal
+statements, temporal wording), plus the Mention API contract."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from clinclip.observations import OBSERVATIONS
+from clinclip.text.labeler import RuleLabeler, aggregate
+from clinclip.text.rules import Mention, find_mentions
+
+P, N, U = 1.0, 0.0, -1.0
+
+# (sentence, {observation: expected label}); observations not listed are not checked.
+CASES = [
+    # plain negation, pre and post cues
+    ("No pneumothorax.", {"Pneumothorax": N}),
+    ("No evidence of focal consolidation, effusion or pneumothorax.",
+     {"Consolidation": N, "Pleural Effusion": N, "Pneumothorax": N}),
+    ("No pleural effusion or pneumothorax.", {"Pleural Effusion": N, "Pneumothorax": N}),
+    ("Free of focal consolidation", {"Consolidation": N}),
+    ("Lungs are clear without pneumothorax", {"Pneumothorax": N}),
+    ("There is no focal air space opacity to suggest a pneumonia.", {"Lung Opacity": N, "Pneumonia": N}),
+    ("Negative for pneumothorax or pleural effusion.", {"Pneumothorax": N, "Pleural Effusion": N}),
+    ("Pneumothorax is not seen.", {"Pneumothorax": N}),
+    ("A pleural effusion is not identified.", {"Pleural Effusion": N}),
+    ("No suspicious pulmonary nodules.", {"Lung Lesion": N}),
+    ("No displaced rib fractures.", {"Fracture": N}),
+    ("No acute osseous abnormality or fracture.", {"Fracture": N}),
+    ("The lungs are clear, and without focal air space opacity.", {"Lung Opacity": N}),
+    ("There are no XXXX of a pleural effusion.", {"Pleural Effusion": N}),
+    # scope ends: a new finding after "but", "however", a new cue, a sentence end
+    ("No effusion, but there is mild atelectasis.", {"Pleural Effusion": N, "Atelectasis": P}),
+    ("No pneumothorax. Small left effusion.", {"Pneumothorax": N, "Pleural Effusion": P}),
+    ("No effusion, possible consolidation.", {"Pleural Effusion": N, "Consolidation": U}),
+    ("Possible small effusion, no pneumothorax.", {"Pleural Effusion": U, "Pneumothorax": N}),
+    ("No focal consolidation, however there is basilar atelectasis.", {"Consolidation": N, "Atelectasis": P}),
+    # uncertainty
+    ("Cannot exclude pneumonia.", {"Pneumonia": U}),
+    ("Pneumonia cannot be excluded.", {"Pneumonia": U}),
+    ("Possible small left effusion.", {"Pleural Effusion": U}),
+    ("Left lower lobe opacity may represent atelectasis or pneumonia.",
+     {"Lung Opacity": P, "Atelectasis": U, "Pneumonia": U}),
+    ("Opacity suspicious for pneumonia.", {"Lung Opacity": P, "Pneumonia": U}),
+    ("Findings are concerning for pulmonary edema.", {"Edema": U}),
+    ("Atelectasis versus consolidation at the left base.", {"Atelectasis": U, "Consolidation": U}),
+    ("Questionable small right pneumothorax.", {"Pneumothorax": U}),
+    ("Borderline cardiomegaly.", {"Cardiomegaly": U}),
+    ("Heart size is at the upper limits of normal.", {"Cardiomegaly": U}),
+    ("Probable right lower lobe pneumonia.", {"Pneumonia": U}),
+    ("Differential diagnosis includes infection.", {"Pneumonia": U}),
+    ("Mild pulmonary vascular congestion.", {"Edema": U}),
+    # positive statements
+    ("Mild cardiomegaly.", {"Cardiomegaly": P}),
+    ("The heart is mildly enlarged.", {"Cardiomegaly": P}),
+    ("Enlarged cardiac silhouette.", {"Cardiomegaly": P}),
+    ("Right IJ catheter tip in the SVC.", {"Support Devices": P}),
+    ("Endotracheal tube terminates 4 cm above the carina.", {"Support Devices": P}),
+    ("Left chest wall pacemaker with leads in the right atrium and ventricle.", {"Support Devices": P}),
+    ("Right basilar atelectasis.", {"Atelectasis": P}),
+    ("Small bilateral pleural effusions.", {"Pleural Effusion": P}),
+    ("8 mm nodule in the left lower lobe.", {"Lung Lesion": P}),
+    ("Acute fracture of the left 6th rib.", {"Fracture": P}),
+    ("Right apical pneumothorax measuring 1.5 cm.", {"Pneumothorax": P}),
+    ("Patchy airspace disease in the right lower lobe.", {"Lung Opacity": P}),
+    ("Biapical pleural thickening.", {"Pleural Other": P}),
+    ("Moderate pulmonary edema.", {"Edema": P}),
+    ("Findings consistent with right lower lobe pneumonia.", {"Pneumonia": P}),
+    ("Widened mediastinum.", {"Enlarged Cardiomediastinum": P}),
+    # normal statements -> negative without a finding word
+    ("Heart size is normal.", {"Cardiomegaly": N}),
+    ("The heart is not enlarged.", {"Cardiomegaly": N}),
+    ("Normal heart size.", {"Cardiomegaly": N}),
+    ("The cardiac silhouette is within normal limits.", {"Cardiomegaly": N}),
+    ("Heart size and mediastinal contours are normal.", {"Cardiomegaly": N, "Enlarged Cardiomediastinum": N}),
+    ("The cardiomediastinal silhouette is normal.", {"Enlarged Cardiomediastinum": N}),
+    ("Lungs are clear.", {"Lung Opacity": N, "Consolidation": N}),
+    ("The lungs are well expanded and clear.", {"Lung Opacity": N}),
+    # temporal wording, read for the current state
+    ("Pneumothorax has resolved.", {"Pneumothorax": N}),
+    ("Interval resolution of the left pleural effusion.", {"Pleural Effusion": N}),
+    ("Interval removal of the endotracheal tube.", {"Support Devices": N}),
+    ("The nasogastric tube has been removed.", {"Support Devices": N}),
+    ("No change in the small left effusion.", {"Pleural Effusion": P}),
+    ("Unchanged moderate cardiomegaly.", {"Cardiomegaly": P}),
+    ("No interval increase in the left effusion.", {"Pleural Effusion": P}),
+    ("Stable appearance of the right chest tube.", {"Support Devices": P}),
+    ("The previously seen right lower lobe opacity is no longer visualized.", {"Lung Opacity": N}),
+    # look-alikes that are not the observation
+    ("Pleural line is not visualized.", {}),
+    ("Calcified granuloma in the right upper lobe.", {"Lung Lesion": math.nan}),
+    ("Degenerative changes of the thoracic spine.", {"Fracture": math.nan}),
+    ("Pericardial effusion.", {"Pleural Effusion": math.nan}),
+]
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+@pytest.mark.parametrize("sentence,expected", CASES, ids=[c[0][:60] for c in CASES])
+def test_sentence_labels(sentence, expected):
+    row = RuleLabeler().label([sentence])[0]
+    got = {obs: row[OBSERVATIONS.index(obs)] for obs in expected}
+    assert all(_same(got[o], expected[o]) for o in expected), f"{sentence!r}: got {got}, expected {expected}"
+
+
+def test_mentions_have_offsets_into_the_text():
+    text = "Small left effusion. No pneumothorax. Cannot exclude pneumonia."
+    mentions = find_mentions(text)
+    assert mentions, "no mentions found"
+    for m in mentions:
+        assert isinstance(m, Mention)
+        assert text[m.start:m.end] == m.phrase
+        assert m.observation in OBSERVATIONS
+        assert m.assertion in ("positive", "negative", "uncertain")
+    by_obs = {m.observation: m.assertion for m in mentions}
+    assert by_obs == {"Pleural Effusion": "positive", "Pneumothorax": "negative", "Pneumonia": "uncertain"}
+    with pytest.raises(Exception):
+        mentions[0].assertion = "negative"  # frozen
+
+
+def test_offsets_survive_non_ascii_text():
+    text = "Kein Ergüss. İ Small left effusion."
+    m = [x for x in find_mentions(text) if x.observation == "Pleural Effusion"]
+    assert m and text[m[0].start:m[0].end] == m[0].phrase == "effusion"
+
+
+def test_normal_statement_is_a_no_finding_mention():
+    mentions = find_mentions("No acute cardiopulmonary process.")
+    assert [(m.observation, m.assertion) for m in mentions] == [("No Finding", "positive")]
+
+
+def test_other_findings_only_on_request():
+    text = "Mild scoliosis. No effusion."
+    assert {m.observation for m in find_mentions(text)} == {"Pleural Effusion"}
+    assert "Other Finding" in {m.observation for m in find_mentions(text, include_other=True)}
+
+
+def test_chexpert_aggregation_positive_beats_uncertain_beats_negative():
+    vec = aggregate([("Pleural Effusion", "negative"), ("Pleural Effusion", "uncertain")])
+    assert vec[OBSERVATIONS.index("Pleural Effusion")] == U
+    vec = aggregate([("Pleural Effusion", "uncertain"), ("Pleural Effusion", "positive"),
+                     ("Pleural Effusion", "negative")])
+    assert vec[OBSERVATIONS.index("Pleural Effusion")] == P
+    vec = aggregate([("Pneumothorax", "negative")])
+    assert vec[OBSERVATIONS.index("Pneumothorax")] == N
+
+
+@pytest.mark.parametrize("text,no_finding", [
+    ("No pneumothorax. Heart size is normal.", P),            # only negatives -> No Finding
+    ("Right IJ catheter tip in the SVC. Lungs are clear.", P),  # support devices do not count
+    ("Small left effusion.", math.nan),                       # a finding -> blank (CheXpert)
+    ("Possible small left effusion.", math.nan),              # uncertain also blocks
+    ("Mild thoracic scoliosis.", math.nan),                   # other abnormality blocks (CheXpert)
+    ("No acute cardiopulmonary process.", P),
+])
+def test_no_finding_convention(text, no_finding):
+    row = RuleLabeler().label([text])[0]
+    assert _same(row[OBSERVATIONS.index("No Finding")], no_finding)
+
+
+def test_empty_texts_get_blank_rows():
+    out = RuleLabeler().label(["", "   ", "No effusion."])
+    assert out.shape == (3, 14)
+    assert np.isnan(out[0]).all() and np.isnan(out[1]).all()
+    assert out[2, OBSERVATIONS.index("Pleural Effusion")] == N
+
+
+def test_long_report_is_labelled():
+    text = "Small left effusion. " + "The lungs are clear. " * 2500  # ~50 kB
+    row = RuleLabeler().label([text])[0]
+    assert row[OBSERVATIONS.index("Pleural Effusion")] == P
