@@ -64,17 +64,6 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(autouse=True)
-def _image_loader(monkeypatch):
-    # TEMPORARY until clinclip.data.images lands (H6): read the PNGs with Pillow.
-    try:
-        import clinclip.data.images  # noqa: F401
-    except ImportError:
-        from eval_helpers import pil_loader
-
-        monkeypatch.setattr("clinclip.evaluate.embeddings._default_image_loader", lambda: pil_loader)
-
-
 def run(*args):
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output + repr(result.exception)

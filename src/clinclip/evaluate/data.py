@@ -12,29 +12,12 @@ from clinclip.errors import ClinclipError
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:
-    """A data or prepared manifest (Parquet or CSV) with ``image_path`` made absolute (relative paths are
-    relative to the manifest's folder, as docs/ARCHITECTURE.md says) and ``image_id`` filled from the
-    file stem where absent."""
-    path = Path(path)
-    if not path.exists():
-        raise ClinclipError(f"manifest {path} does not exist")
-    try:
-        if path.suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        elif path.suffix in (".csv", ".gz"):
-            frame = pd.read_csv(path)
-        else:
-            raise ClinclipError(f"manifest {path}: expected a .parquet or .csv file")
-    except ClinclipError:
-        raise
-    except Exception as err:  # pyarrow/pandas parse errors
-        raise ClinclipError(f"manifest {path} could not be read: {err}") from err
-    if "image_path" not in frame.columns:
-        raise ClinclipError(f"manifest {path} has no 'image_path' column (columns: {list(frame.columns)})")
-    root = path.resolve().parent
-    frame = frame.copy()
-    frame["image_path"] = [str(p) if Path(str(p)).is_absolute() else str(root / str(p))
-                           for p in frame["image_path"]]
+    """A data or prepared manifest (Parquet or CSV) read by ``clinclip.data.manifest.read_manifest``
+    (``image_path`` made absolute relative to the manifest's folder), with ``image_id`` filled from the
+    file stem where the manifest lacks it and the id columns as strings (CXR-Align matches on them)."""
+    from clinclip.data.manifest import read_manifest as read_data_manifest
+
+    frame = read_data_manifest(path)
     if "image_id" not in frame.columns:
         frame["image_id"] = [Path(p).stem for p in frame["image_path"]]
     frame["image_id"] = frame["image_id"].astype(str)
