@@ -119,6 +119,11 @@ def build_model(cfg: TrainConfig, loss_cfg):
     from clinclip.models import ClinClipModel, init_from
 
     if cfg.init:
+        # The architecture comes from the init directory; only the text length may still be set.
+        other = sorted(k for k in cfg.model_overrides if k != "text.max_text_length")
+        if other:
+            raise ClinclipError(f"train config: init = {cfg.init!r} fixes the architecture; drop the model "
+                                f"overrides {other} (only model.text.max_text_length applies)")
         max_len = cfg.model_overrides.get("text.max_text_length")
         model = init_from(cfg.init, max_text_length=max_len)
     else:
@@ -251,11 +256,11 @@ class _Trainer:
             optimizer.load_state_dict(resume_state["optimizer"])
             scheduler.load_state_dict(resume_state["scheduler"])
             position = {k: int(resume_state[k]) for k in position}
-            per_rank = [SkippedImages.from_state(x) for x in resume_state["skipped_images_per_rank"]]
-            if len(per_rank) == ctx.world_size:
-                skipped = per_rank[ctx.rank]
+            saved_skips = [SkippedImages.from_state(x) for x in resume_state["skipped_images_per_rank"]]
+            if len(saved_skips) == ctx.world_size:
+                skipped = saved_skips[ctx.rank]
             elif ctx.is_main:  # a different rank layout: rank 0 carries the totals
-                skipped = SkippedImages.merged(per_rank)
+                skipped = SkippedImages.merged(saved_skips)
             skipped_batches = int(resume_state["skipped_batches"]) if ctx.is_main else 0
             rng = resume_state["rng"]
             restore_rng_state(rng[ctx.rank] if ctx.rank < len(rng) else rng[0])
