@@ -260,3 +260,15 @@ def resize_shorter_side(image: np.ndarray, size: int) -> np.ndarray:
     else:
         new_w = size
     return np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.LANCZOS), dtype=np.uint8)
+
+
+def dicom_tags(path: str | os.PathLike, names: tuple[str, ...]) -> dict[str, str]:
+    """A few header values of a DICOM file (pixel data not read); '' for an absent tag or an unreadable
+    file (the image itself is checked, and reported, when it is loaded)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(names), force=True)
+    except Exception:  # noqa: BLE001 - a header we cannot read only costs the optional fields
+        return {name: "" for name in names}
+    return {name: str(ds.get(name, "") or "").strip() for name in names}
