@@ -42,6 +42,7 @@ def test_overrides_use_dotted_keys():
     ({"image.std": [0.2, 0.0, 0.2]}, "std"),
     ({"graph.entity_types": ["ANAT-DP", "OBS-DP"]}, "entity_types"),
     ({"logit_scale_init": 200.0}, "logit_scale_init"),
+    ({"image.image_size": 96}, r"grids are \[24, 12, 6, 3\] a side; each must be >= window_size 4"),
 ])
 def test_invalid_values_name_the_field(override, field):
     with pytest.raises(ClinclipError, match=field):

@@ -98,6 +98,9 @@ def test_own_model_round_trip_through_load_encoder(tmp_path):
 
 
 def test_unknown_or_missing_models_are_clear_errors(tmp_path):
+    clip_dir = save_tiny_clip(tmp_path / "clip", "clip")
+    with pytest.raises(ClinclipError, match="a Hugging Face 'clip' directory, not a clinclip model; use .*init_from"):
+        ClinClipModel.from_pretrained(clip_dir)
     (tmp_path / "bert").mkdir()
     (tmp_path / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(ClinclipError, match="'bert' is not a supported model kind"):

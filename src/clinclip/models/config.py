@@ -64,6 +64,23 @@ def _triple(where: str, name: str, value: Any) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
+def _check_swin_windows(where: str, image_size: int, swin: dict[str, Any]) -> None:
+    """transformers 5's Swin fails (a tensor size mismatch deep in the attention) when a stage's token grid
+    is smaller than its window, so check the pair image size / window up front."""
+    patch = int(swin.get("patch_size", 4))
+    window = int(swin.get("window_size", 7))
+    stages = len(swin.get("depths", (2, 2, 6, 2)))
+    side = math.ceil(image_size / patch)
+    sides = [side]
+    for _ in range(stages - 1):
+        side = math.ceil(side / 2)
+        sides.append(side)
+    if min(sides) < window:
+        raise _fail(where, "image_size", image_size,
+                    f"with Swin patch {patch} and {stages} stages the token grids are {sides} a side; each must be "
+                    f">= window_size {window}: use a larger image, fewer stages or a smaller window")
+
+
 @dataclass
 class ImageEncoderConfig:
     """Vision backbone (pooled output) + linear projection."""
@@ -86,6 +103,8 @@ class ImageEncoderConfig:
             raise _fail(where, "std", self.std, "every std must be > 0")
         if self.resize_mode not in RESIZE_MODES:
             raise _fail(where, "resize_mode", self.resize_mode, f"allowed: {', '.join(RESIZE_MODES)}")
+        if check_backbone and self.backbone is None and self.backbone_config.get("model_type") == "swin":
+            _check_swin_windows(where, self.image_size, self.backbone_config)
 
 
 @dataclass
