@@ -27,9 +27,12 @@ def test_columns_and_content(iu):
     gold = [c for c in iu.columns if c != "report"]
     assert list(out.columns) == list(iu.columns) + list(OUTPUT_COLUMNS)  # IU has no colliding columns
     pd.testing.assert_frame_equal(out[list(iu.columns)], iu)  # input columns kept untouched
+    from clinclip.text.sentences import split_report
+
     kept = out[out["skip_reason"].isna()]
     assert len(kept) >= 0.95 * len(out)
     for _, row in kept.iterrows():
+        assert row["sentences"] == split_report(row["report"])  # sections extracted once, same sentences
         assert row["text"] == " ".join(row["sentences"]) and row["text"]
         assert isinstance(row["text_negated"], str) and row["text_negated"] != row["text"]
         assert len(row["negated_labels"]) == 14

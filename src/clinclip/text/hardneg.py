@@ -240,7 +240,7 @@ def make_hard_negatives(sentence_lists: Sequence[Sequence[str]], labels: np.ndar
                 built.append(a)
             else:
                 results[a.index] = _failure("no positive entity is mentioned in the text", counts)
-        failed = _keep_verified(built, labeler, results)
+        failed = _keep_verified(built, labeler, results, counts)
         # An alternative remover's answer that the labeler rejects is replaced by the rules removal.
         rejected = [a for a in failed if a.used_remover]
         unusable = []  # rules removal finds nothing to remove for the entity the remover handled
@@ -249,7 +249,7 @@ def make_hard_negatives(sentence_lists: Sequence[Sequence[str]], labels: np.ndar
             failed = [a for a in failed if not a.used_remover]
             rebuilt = [a for a in rejected if _build(a, None, templates, counts, new_entity=False)]
             unusable = [a for a in rejected if a.negated is None]
-            failed += _keep_verified(rebuilt, labeler, results)
+            failed += _keep_verified(rebuilt, labeler, results, counts)
         failed = _fix_by_sentence_labels(failed, labeler, counts, results) + unusable
         pending = []
         for a in failed:
@@ -332,7 +332,7 @@ def _build(a: _Attempt, answer, templates, counts: Counter, new_entity: bool = T
     return True
 
 
-def _keep_verified(attempts: list[_Attempt], labeler, results: list) -> list[_Attempt]:
+def _keep_verified(attempts: list[_Attempt], labeler, results: list, counts: Counter) -> list[_Attempt]:
     """Label the attempts' r^n in one batch; store the verified ones, return the others."""
     if not attempts:
         return []
@@ -340,7 +340,7 @@ def _keep_verified(attempts: list[_Attempt], labeler, results: list) -> list[_At
     failed = []
     for a, row in zip(attempts, rows):
         if _verified(row, a.entity):
-            results[a.index] = _success(a, row)
+            results[a.index] = _success(a, row, counts)
         else:
             failed.append(a)
     return failed
@@ -365,13 +365,14 @@ def _fix_by_sentence_labels(failed: list[_Attempt], labeler, counts: Counter, re
             changed.append(a)
         else:
             unchanged.append(a)
-    still = _keep_verified(changed, labeler, results)
+    still = _keep_verified(changed, labeler, results, counts)
     if len(changed) > len(still):
         counts["fixed by per-sentence labels"] += len(changed) - len(still)
     return unchanged + still
 
 
-def _success(a: _Attempt, row: np.ndarray) -> HardNegative:
+def _success(a: _Attempt, row: np.ndarray, counts: Counter) -> HardNegative:
+    counts["abnormal report: entity negated"] += 1
     return HardNegative(join_sentences(a.negated), join_sentences(a.kept), a.entity, a.position,
                         tuple(float(v) for v in row), sentences_negated=tuple(a.negated),
                         sentences_removed=tuple(a.kept))

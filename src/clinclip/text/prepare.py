@@ -106,13 +106,19 @@ def _labeler(backend: str):
 def _text_stage(reports: list[str]) -> list[tuple[str, str, list[str]]]:
     """Sections and single-entity sentences (temporal statements removed) of distinct report texts."""
     from clinclip.text.sections import extract_sections
-    from clinclip.text.sentences import split_report
+    from clinclip.text.sentences import split_text
 
     out = []
     for report in reports:
         sections = extract_sections(report)
-        out.append((sections.get("findings") or "", sections.get("impression") or "", list(split_report(report))))
+        findings, impression = sections.get("findings") or "", sections.get("impression") or ""
+        out.append((findings, impression, list(split_text(_body(findings, impression)))))
     return out
+
+
+def _body(findings: str, impression: str) -> str:
+    """Findings followed by impression (as ``sections.report_body``), from already extracted sections."""
+    return "\n".join(s for s in (findings, impression) if s)
 
 
 def _text_and_label_stage(reports: list[str]) -> tuple[list, np.ndarray | None]:
@@ -308,10 +314,10 @@ def prepare_corpus_with_summary(frame: pd.DataFrame, opts: PrepareOptions) -> tu
 def _llm_text_stage(reports: list[str], backend) -> list[tuple[str, str, list[str]]]:
     """Stages 1-3 with the LLM: sections by rules, then passes (a) and (b); rules where an answer fails."""
     from clinclip.text.sections import extract_sections
-    from clinclip.text.sentences import split_report
+    from clinclip.text.sentences import split_text
 
     sections = [extract_sections(r) for r in reports]
-    texts = [" ".join(x for x in (s.get("findings"), s.get("impression")) if x) for s in sections]
+    texts = [_body(s.get("findings") or "", s.get("impression") or "") for s in sections]
     split = backend.split_sentences(texts)
     need_temporal = [k for k, s in enumerate(split) if s is not None]
     cleaned = backend.remove_temporal([split[k] for k in need_temporal])
@@ -319,8 +325,8 @@ def _llm_text_stage(reports: list[str], backend) -> list[tuple[str, str, list[st
     for k, sentences in zip(need_temporal, cleaned):
         result[k] = sentences
     for k, s in enumerate(split):
-        if s is None:  # pass (a) failed: the whole rules chain for this report
-            result[k] = list(split_report(reports[k]))
+        if s is None:  # pass (a) failed: the rules chain for this report
+            result[k] = list(split_text(texts[k]))
     return [(s.get("findings") or "", s.get("impression") or "", r) for s, r in zip(sections, result)]
 
 
