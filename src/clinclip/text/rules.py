@@ -142,10 +142,11 @@ def _mention_scanner() -> WordScanner:
 
 
 # Cue classes, in scanner priority order.
-_CUE_CLASSES = ("pseudo", "negation_post", "uncertainty_post", "negation_both", "negation_pre",
-                "uncertainty_pre", "uncertainty_link", "uncertainty_weak", "termination")
-_PSEUDO, _NEG_POST, _UNC_POST, _NEG_BOTH, _NEG_PRE, _UNC_PRE, _UNC_LINK, _UNC_WEAK, _TERM = range(9)
-_BOUNDARY = 9
+_CUE_CLASSES = ("pseudo", "negation_post", "uncertainty_post", "negation_both", "uncertainty_both",
+                "negation_pre", "uncertainty_pre", "uncertainty_link", "uncertainty_weak", "termination")
+(_PSEUDO, _NEG_POST, _UNC_POST, _NEG_BOTH, _UNC_BOTH, _NEG_PRE, _UNC_PRE, _UNC_LINK, _UNC_WEAK,
+ _TERM) = range(10)
+_BOUNDARY = 10
 
 
 @functools.lru_cache(maxsize=1)
@@ -212,6 +213,8 @@ def _assertions(mentions: list[tuple[int, int, _Entry]], cues: list[tuple[int, i
         for cs, ce, kind in cues[lo:hi]:
             if kind in (_TERM, _BOUNDARY, _PSEUDO, _NEG_POST, _UNC_POST, _UNC_WEAK) or ce > ms:
                 continue
+            if kind == _UNC_BOTH:
+                kind = _UNC_PRE
             if kind == _UNC_LINK:
                 if current is not None and current[0] in (_NEG_PRE, _NEG_BOTH):
                     continue  # transparent under a negation: "no opacity to suggest pneumonia"
@@ -237,13 +240,17 @@ def _assertions(mentions: list[tuple[int, int, _Entry]], cues: list[tuple[int, i
             if kind in (_NEG_POST, _NEG_BOTH):
                 assertion = NEGATIVE
                 break
-            if kind == _UNC_POST:
+            if kind in (_UNC_POST, _UNC_BOTH):
                 assertion = UNCERTAIN
                 break
         if assertion is None:
             # Weak cues ("or", "versus") joining this mention to a neighbour in the same clause.
             prev_end = mentions[idx - 1][1] if idx > 0 else None
             next_start = mentions[idx + 1][0] if idx + 1 < len(mentions) else None
+            if prev_end is not None and prev_end <= clause_start:
+                prev_end = None  # the neighbour must be in the same clause
+            if next_start is not None and next_start >= clause_end:
+                next_start = None
             lo = bisect.bisect_left(cue_starts, prev_end if prev_end is not None else ms)
             for cs, _ce, kind in cues[lo:]:
                 if next_start is not None and cs >= next_start or next_start is None and cs >= ms:

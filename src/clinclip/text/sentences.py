@@ -233,7 +233,11 @@ def split_single_entity(sentence: str) -> list[str]:
 
 def split_report(report: str) -> list[str]:
     """The report's single-entity sentences from FINDINGS + IMPRESSION, temporal statements removed."""
-    body = report_body(report)
+    return split_text(report_body(report))
+
+
+def split_text(body: str) -> list[str]:
+    """``split_report`` for text whose sections are already extracted (e.g. findings + impression)."""
     sentences: list[str] = []
     for sent in split_sentences(body):
         sentences.extend(split_single_entity(sent))
