@@ -308,8 +308,13 @@ def head_ablation(store, benchmark: dict, frame, manifest, max_triplets: int = 2
                     handle.remove()
                 bar.update(1)
     fig, ax = plt.subplots(figsize=(max(4, 0.45 * n_heads + 2), max(3, 0.4 * len(modules) + 1.5)))
-    bound = max(1e-6, float(np.abs(delta).max()))
-    im = ax.imshow(100 * delta, cmap="RdBu", vmin=-100 * bound, vmax=100 * bound, aspect="auto")
+    bound = max(1.0, float(np.abs(100 * delta).max()))  # at least +-1 percentage point on the scale
+    im = ax.imshow(100 * delta, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
+    ax.set_xticks(range(n_heads))
+    ax.set_yticks(range(len(modules)))
+    if delta.size <= 64:  # small grids: print the change in each cell
+        for (layer, head), value in np.ndenumerate(100 * delta):
+            ax.text(head, layer, f"{value:+.1f}", ha="center", va="center", fontsize=7)
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.set_title(f"CXR-Align A change when a head is zeroed (base {100 * base:.1f}%)", fontsize=9)

@@ -47,6 +47,10 @@ def report_labels(texts: list[str], frame_rows: pd.DataFrame | None, labeler: st
     if labeler == "manifest":
         if frame_rows is None:
             raise ClinclipError("labeler 'manifest' needs the manifest rows of the reports")
+        missing = [c for c in OBSERVATIONS if c not in frame_rows.columns]
+        if missing:
+            raise ClinclipError(f"{manifest}: labeler 'manifest' needs the 14 observation columns, missing "
+                                f"{missing}; pass --labeler rules (or chexbert) to label the reports instead")
         return label_matrix(frame_rows, list(OBSERVATIONS), manifest)
     from clinclip.text.labeler import get_labeler
 
