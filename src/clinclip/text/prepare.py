@@ -19,6 +19,7 @@ import multiprocessing
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -169,12 +170,23 @@ def _chunks(items: Sequence, size: int) -> list:
 # ------------------------------------------------------------------------------------------ main entry
 
 
-def prepare_corpus(frame: pd.DataFrame, text_column: str = "report", labeler: str = "rules", seed: int = 0,
-                   workers: int = 1, **options) -> pd.DataFrame:
+def prepare_corpus(frame: pd.DataFrame | str | Path, text_column: str = "report", labeler: str = "rules",
+                   seed: int = 0, workers: int = 1, out: str | Path | None = None, **options) -> pd.DataFrame:
     """The prepared manifest of ``frame`` (all its columns kept, the pipeline's columns added; see
-    docs/ARCHITECTURE.md "Prepared manifest"). Options: see ``PrepareOptions``."""
-    return prepare_corpus_with_summary(frame, PrepareOptions(text_column=text_column, labeler=labeler, seed=seed,
-                                                             workers=workers, **options))[0]
+    docs/ARCHITECTURE.md "Prepared manifest"). ``frame`` may also be a path (CSV, Parquet, folder of .txt,
+    read by ``clinclip.text.io.read_reports``); with ``out`` the manifest is also written there (Parquet).
+    Options: see ``PrepareOptions``."""
+    if isinstance(frame, (str, Path)):
+        from clinclip.text.io import read_reports
+
+        frame = read_reports(frame, text_column)
+        text_column = "report"  # read_reports puts the text there
+    result = prepare_corpus_with_summary(frame, PrepareOptions(text_column=text_column, labeler=labeler, seed=seed,
+                                                               workers=workers, **options))[0]
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        write_manifest(result, out)
+    return result
 
 
 def prepare_corpus_with_summary(frame: pd.DataFrame, opts: PrepareOptions) -> tuple[pd.DataFrame, Counter]:
