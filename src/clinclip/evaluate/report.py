@@ -92,12 +92,12 @@ def _classification_table(results: dict[str, dict], models: list[str]) -> str:
     for r in _by_task(results, "zero-shot"):
         name = DATASET_ALIASES.get(r.get("dataset", ""), r.get("dataset", ""))
         datasets.setdefault(name, ("ZS",))
-        cells[(r.get("model_name", "model"), name, "ZS")] = r["metrics"].get("score")
+        cells[(r.get("model_name", "model"), name, "ZS")] = (r.get("metrics") or {}).get("score")
     for r in _by_task(results, "finetune"):
         name = DATASET_ALIASES.get(r.get("dataset", ""), r.get("dataset", ""))
-        settings = tuple(dict.fromkeys(datasets.get(name, ("ZS",)) + tuple(r["metrics"])))
+        settings = tuple(dict.fromkeys(datasets.get(name, ("ZS",)) + tuple((r.get("metrics") or {}))))
         datasets[name] = settings
-        for setting, value in r["metrics"].items():
+        for setting, value in (r.get("metrics") or {}).items():
             cells[(r.get("model_name", "model"), name, setting)] = value
     header = [[(d, len(s)) for d, s in datasets.items()],
               [(s, 1) for d, settings in datasets.items() for s in settings]]
@@ -108,7 +108,7 @@ def _classification_table(results: dict[str, dict], models: list[str]) -> str:
 def _single_metric_table(results: dict[str, dict], models: list[str], task: str, key: str, label: str) -> str:
     rs = _by_task(results, task)
     datasets = list(dict.fromkeys(r.get("dataset", "") for r in rs)) or [""]
-    cells = {(r.get("model_name", "model"), r.get("dataset", "")): r["metrics"].get(key) for r in rs}
+    cells = {(r.get("model_name", "model"), r.get("dataset", "")): (r.get("metrics") or {}).get(key) for r in rs}
     if datasets == [""]:
         header = [[(label, 1)]]
     else:
@@ -124,7 +124,7 @@ def _retrieval_table(results: dict[str, dict], models: list[str]) -> str:
         name = _retrieval_name(r.get("dataset", ""))
         if name not in datasets:
             datasets.append(name)
-        cells[(r.get("model_name", "model"), name)] = r["metrics"]
+        cells[(r.get("model_name", "model"), name)] = (r.get("metrics") or {})
     keys = (("@5", "top5"), ("F1", "f1"), ("Recall", "recall"), ("Precision", "precision"))
     header = [[(d, len(keys)) for d in datasets], [(k, 1) for _ in datasets for k, _key in keys]]
     body = [(m, [(cells.get((m, d)) or {}).get(key) for d in datasets for _k, key in keys]) for m in models]
@@ -153,7 +153,7 @@ def _negation_table(results: dict[str, dict], models: list[str]) -> str:
     rows = []
     for r in rs:
         k = (r.get("ks") or [10])[min(1, len(r.get("ks") or [10]) - 1)]
-        m = r["metrics"]
+        m = (r.get("metrics") or {})
         rows.append((f"{r.get('model_name', 'model')} ({r.get('dataset', '')}, k={k})",
                      [m.get(f"P@{k}"), m.get(f"P@{k} (no)"), m.get(f"gap@{k}")]))
     return _table([[("P@k X", 1), ("P@k no X", 1), ("gap", 1)]], rows)
