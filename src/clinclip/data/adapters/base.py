@@ -97,6 +97,10 @@ class DatasetAdapter:
         frame = self.read()
         self.rows_read = self.rows_read or len(frame)
         frame = self._finish(frame)
+        if "_note" in frame.columns:  # per-row notes, counted over the rows kept
+            for note, count in frame["_note"].dropna().value_counts().items():
+                self.skips.note(str(note), int(count))
+            frame = frame.drop(columns="_note")
         label_frame = self._label_frame(frame)
         self.pathologies: list[str] = list(label_frame.columns)
         self.labels: np.ndarray = label_frame.to_numpy(dtype=float) if len(self.pathologies) else np.zeros((len(frame), 0))

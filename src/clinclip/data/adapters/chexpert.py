@@ -112,8 +112,9 @@ class ChexpertPlusAdapter(DatasetAdapter):
             labels = read_label_file(Path(self.options.labels)).drop_duplicates("path_to_image")
             merged = frame.merge(labels[["path_to_image", *OBSERVATIONS]], on="path_to_image", how="left", indicator=True)
             merged.index = frame.index
-            self.skips.note(f"images without a row in {Path(self.options.labels).name} (kept, labels blank)",
-                            int((merged["_merge"] == "left_only").sum()))
+            merged["_note"] = np.where(merged["_merge"] == "left_only",
+                                       f"images without a row in {Path(self.options.labels).name} (kept, labels blank)",
+                                       None)
             frame = merged.drop(columns="_merge")
         else:
             self.class_columns = []

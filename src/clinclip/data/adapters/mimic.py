@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from clinclip.data.adapters.base import DatasetAdapter
@@ -92,8 +93,8 @@ class MimicCxrAdapter(DatasetAdapter):
         labels = labels.drop_duplicates("study_id")[["study_id", *OBSERVATIONS]]
         merged = frame.merge(labels, on="study_id", how="left", indicator=True)
         merged.index = frame.index
-        self.skips.note(f"images of studies without a row in {path.name} (kept, labels blank)",
-                        int((merged["_merge"] == "left_only").sum()))
+        merged["_note"] = np.where(merged["_merge"] == "left_only",
+                                   f"images of studies without a row in {path.name} (kept, labels blank)", None)
         return merged.drop(columns="_merge")
 
     def _reports(self, frame: pd.DataFrame) -> list[str | None]:

@@ -34,6 +34,12 @@ def compose_report(sections: dict[str, str]) -> str | None:
     return "\n".join(parts) if parts else None
 
 
+def _image_tail(name: str) -> str:
+    """The 'IM-0001-3001' part of an OpenI image name (both releases share it)."""
+    at = name.find("IM-")
+    return name[at:] if at >= 0 else name
+
+
 def image_index(root: Path) -> dict[str, Path]:
     """File name -> path for every PNG/JPEG under ``root`` (the image folders' names vary by release)."""
     index: dict[str, Path] = {}
@@ -64,7 +70,9 @@ class OpenIAdapter(DatasetAdapter):
         views: dict[str, str] = {}
         if projections_csv is not None:
             proj = read_table(projections_csv, ["uid", "filename", "projection"])
-            views = {str(f).split(".")[0]: str(p) for f, p in zip(proj["filename"], proj["projection"])}
+            # Kaggle names "1_IM-0001-3001.dcm.png" where NLM has "CXR1_1_IM-0001-3001": match on (uid, "IM-...").
+            views = {(str(u).strip(), _image_tail(str(f).split(".")[0])): str(p)
+                     for u, f, p in zip(proj["uid"], proj["filename"], proj["projection"])}
         index = image_index(self.root)
         rows = []
         for xml_path in sorted(xml_dir.glob("*.xml")):
@@ -83,11 +91,11 @@ class OpenIAdapter(DatasetAdapter):
                 self.skips.add("report lists no image (no parentImage)", xml_path, uid)
             for image_id in images:
                 path = index.get(f"{image_id}.png") or index.get(f"{image_id}.jpg")
-                short = image_id[3:] if image_id.startswith("CXR") else image_id
                 rows.append({"image_path": str(path or self.root / "NLMCXR_png" / f"{image_id}.png"),
                              "image_id": image_id, "study_id": uid.removeprefix("CXR"),
                              "patient_id": uid.removeprefix("CXR"), "split": "",
-                             "view": views.get(short, ""), "report": report})
+                             "view": views.get((uid.removeprefix("CXR"), _image_tail(image_id)), ""),
+                             "report": report})
         self.rows_read = len(rows) + len(self.skips.rows)
         frame = pd.DataFrame(rows, columns=["image_path", "image_id", "study_id", "patient_id", "split", "view", "report"])
         if not views and len(frame):
