@@ -146,6 +146,13 @@ def _has_window(ds) -> bool:
 
 
 def _load_dicom(path: Path) -> np.ndarray:
+    # pydicom warns about every oddity of a damaged file; the failure itself is raised as ImageReadError.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _decode_dicom(path)
+
+
+def _decode_dicom(path: Path) -> np.ndarray:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -268,7 +275,9 @@ def dicom_tags(path: str | os.PathLike, names: tuple[str, ...]) -> dict[str, str
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(names), force=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(names), force=True)
     except Exception:  # noqa: BLE001 - a header we cannot read only costs the optional fields
         return {name: "" for name in names}
     return {name: str(ds.get(name, "") or "").strip() for name in names}

@@ -133,7 +133,7 @@ def patient_split(patient_ids: Iterable[str], fractions: Sequence[float] = DEFAU
     lands in one split and a patient keeps its split when others are added (stable, order-free)."""
     fractions = np.asarray(fractions, dtype=float)
     if fractions.shape != (3,) or (fractions < 0).any() or not np.isclose(fractions.sum(), 1.0):
-        raise ClinclipError(f"split fractions must be three non-negative numbers summing to 1, got {list(fractions)}")
+        raise ClinclipError(f"split fractions must be three non-negative numbers summing to 1, got {[float(f) for f in fractions]}")
     edges = np.cumsum(fractions)
     assignment = {}
     for pid in sorted(set(map(str, patient_ids))):
