@@ -25,6 +25,7 @@ import functools
 import json
 import re
 from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from clinclip.errors import ClinclipError
@@ -78,7 +79,7 @@ def split_sentences(text: str) -> list[str]:
 
 
 class _Builder:
-    """Collects entities (token spans) and relations for one report."""
+    """Collects one sentence's entities (token spans) and relations."""
 
     def __init__(self):
         self.tokens: list[str] = []
@@ -91,22 +92,6 @@ class _Builder:
     def relate(self, src: int, kind: str, dst: int) -> None:
         if src != dst and (kind, dst) not in self.entities[src]["relations"]:
             self.entities[src]["relations"].append((kind, dst))
-
-    def to_json_dict(self) -> dict:
-        text = " ".join(self.tokens)
-        if not self.entities:
-            return {"text": text, "entities": {"1": dict(EMPTY_NODE, relations=[])}}
-        order = sorted(range(len(self.entities)), key=lambda k: (self.entities[k]["s"], self.entities[k]["e"]))
-        new_id = {k: str(rank + 1) for rank, k in enumerate(order)}
-        out = {}
-        for k in order:
-            ent = self.entities[k]
-            out[new_id[k]] = {
-                "tokens": " ".join(self.tokens[ent["s"]:ent["e"] + 1]), "label": ent["label"],
-                "start_ix": ent["s"], "end_ix": ent["e"],
-                "relations": [[kind, new_id[dst]] for kind, dst in ent["relations"]],
-            }
-        return {"text": text, "entities": out}
 
 
 def _trim(run: list[int], lower: list[str]) -> list[int]:
@@ -240,11 +225,25 @@ def _add_sentence(b: _Builder, sentence: str, mentions: Sequence) -> None:
             b.relate(before[-1][2], "suggestive_of", after[0][2])
 
 
-def _sentence_graph(sentence: str, mentions: Sequence) -> tuple[tuple[str, ...], tuple]:
-    """One sentence's tokens and entities (local token indices), as (tokens, ((s, e, label, relations), ...))."""
+@dataclass(frozen=True)
+class _SentenceGraph:
+    """One sentence's graph with local token indices; entities in position order, relations pointing at
+    local ranks. Reports are concatenations of these (cached per distinct sentence)."""
+
+    text: str  # the sentence's tokens joined by spaces
+    n_tokens: int
+    entities: tuple  # ((start, end, label, tokens, ((kind, local rank), ...)), ...)
+
+
+def _sentence_graph(sentence: str, mentions: Sequence) -> _SentenceGraph:
     b = _Builder()
     _add_sentence(b, sentence, mentions)
-    return tuple(b.tokens), tuple((ent["s"], ent["e"], ent["label"], tuple(ent["relations"])) for ent in b.entities)
+    order = sorted(range(len(b.entities)), key=lambda k: (b.entities[k]["s"], b.entities[k]["e"]))
+    rank = {k: r for r, k in enumerate(order)}
+    entities = tuple((b.entities[k]["s"], b.entities[k]["e"], b.entities[k]["label"],
+                      " ".join(b.tokens[b.entities[k]["s"]:b.entities[k]["e"] + 1]),
+                      tuple((kind, rank[dst]) for kind, dst in b.entities[k]["relations"])) for k in order)
+    return _SentenceGraph(" ".join(b.tokens), len(b.tokens), entities)
 
 
 @functools.lru_cache(maxsize=200_000)
@@ -256,23 +255,28 @@ def sentence_mentions(sentence: str) -> tuple:
 
 
 @functools.lru_cache(maxsize=200_000)
-def _cached_sentence_graph(sentence: str) -> tuple[tuple[str, ...], tuple]:
+def _cached_sentence_graph(sentence: str) -> _SentenceGraph:
     return _sentence_graph(sentence, sentence_mentions(sentence))
 
 
 def graph_from_sentences(sentences: Sequence[str], mentions: Sequence[Sequence] | None = None) -> dict:
     """The rules graph of a report given as sentences. ``mentions[i]``, when given, are sentence i's
     ``rules.find_mentions`` result; by default they are found (and each sentence's graph cached)."""
-    b = _Builder()
+    texts, entities = [], {}
+    offset = 0
     for k, sentence in enumerate(sentences):
-        tokens, entities = (_cached_sentence_graph(sentence) if mentions is None
-                            else _sentence_graph(sentence, mentions[k]))
-        offset, base = len(b.tokens), len(b.entities)
-        b.tokens.extend(tokens)
-        for s, e, label, relations in entities:
-            b.entities.append({"s": s + offset, "e": e + offset, "label": label,
-                               "relations": [(kind, dst + base) for kind, dst in relations]})
-    return b.to_json_dict()
+        part = _cached_sentence_graph(sentence) if mentions is None else _sentence_graph(sentence, mentions[k])
+        if part.text:
+            texts.append(part.text)
+        base = len(entities) + 1
+        for s, e, label, tokens, relations in part.entities:
+            entities[str(len(entities) + 1)] = {
+                "tokens": tokens, "label": label, "start_ix": s + offset, "end_ix": e + offset,
+                "relations": [[kind, str(base + dst)] for kind, dst in relations]}
+        offset += part.n_tokens
+    if not entities:
+        entities = {"1": dict(EMPTY_NODE, relations=[])}
+    return {"text": " ".join(texts), "entities": entities}
 
 
 def build_graph(text: str, backend: str = "rules") -> dict:
