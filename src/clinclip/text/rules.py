@@ -192,49 +192,54 @@ def _cues(low: str) -> list[tuple[int, int, int]]:
 
 def _assertions(mentions: list[tuple[int, int, _Entry]], cues: list[tuple[int, int, int]],
                 post_window: int) -> list[str]:
-    """Assertion of each mention from the cues of its clause (see cues.yaml for the rules)."""
-    # Clause id of every position: split at termination cues and boundaries.
+    """Assertion of each mention from the cues of its clause (see cues.yaml for the rules).
+
+    One pass over cues and mentions in text order (linear in their number): the pre-cue state of the
+    current clause is updated at each cue and read at each mention; post and weak cues are looked up
+    in a bounded window after / around the mention.
+    """
     stops = [s for s, _e, k in cues if k in (_TERM, _BOUNDARY)]
     cue_starts = [s for s, _e, _k in cues]
-    mention_ends = [e for _s, e, _ in mentions]
-    out: list[str] = []
-    for idx, (ms, me, entry) in enumerate(mentions):
-        if entry.fixed is not None:
-            out.append(entry.fixed)
-            continue
-        # Clause limits around this mention.
-        k = bisect.bisect_right(stops, ms)
-        clause_start = stops[k - 1] if k else -1
-        clause_end = stops[k] if k < len(stops) else 1 << 30
-        # Pre cues: cues in [clause_start, ms).
-        lo = bisect.bisect_right(cue_starts, clause_start)
-        hi = bisect.bisect_left(cue_starts, ms)
-        current = None  # (class, cue end)
-        for cs, ce, kind in cues[lo:hi]:
-            if kind in (_TERM, _BOUNDARY, _PSEUDO, _NEG_POST, _UNC_POST, _UNC_WEAK) or ce > ms:
+    out: list[str | None] = [None] * len(mentions)
+    # --- pre cues: stream through the text
+    current = None  # class of the cue governing the clause so far
+    mention_since_cue = False
+    ci = 0
+    n_cues = len(cues)
+    for idx, (ms, _me, entry) in enumerate(mentions):
+        while ci < n_cues and cues[ci][1] <= ms:
+            _cs, _ce, kind = cues[ci]
+            ci += 1
+            if kind in (_TERM, _BOUNDARY):
+                current, mention_since_cue = None, False
+                continue
+            if kind in (_PSEUDO, _NEG_POST, _UNC_POST, _UNC_WEAK):
                 continue
             if kind == _UNC_BOTH:
                 kind = _UNC_PRE
             if kind == _UNC_LINK:
-                if current is not None and current[0] in (_NEG_PRE, _NEG_BOTH):
+                if current in (_NEG_PRE, _NEG_BOTH):
                     continue  # transparent under a negation: "no opacity to suggest pneumonia"
                 kind = _UNC_PRE
-            if current is None:
-                current = (kind, ce)
-                continue
-            # A mention between the current cue and this one starts a new scope.
-            j = bisect.bisect_right(mention_ends, cs)
-            mention_between = any(current[1] <= mentions[t][0] and mentions[t][1] <= cs
-                                  for t in range(max(0, j - 3), j))
-            if mention_between or current[0] not in (_NEG_PRE, _NEG_BOTH):
-                current = (kind, ce)
-        if current is not None:
-            out.append(NEGATIVE if current[0] in (_NEG_PRE, _NEG_BOTH) else UNCERTAIN)
+            # A cue after a mention starts a new scope; a cue right after a negation does not
+            # override it ("no suspicious nodule").
+            if current is None or mention_since_cue or current not in (_NEG_PRE, _NEG_BOTH):
+                current = kind
+            mention_since_cue = False
+        if entry.fixed is not None:
+            out[idx] = entry.fixed
+        elif current is not None:
+            out[idx] = NEGATIVE if current in (_NEG_PRE, _NEG_BOTH) else UNCERTAIN
+        mention_since_cue = True
+    # --- post cues and weak cues for the mentions no pre cue governs
+    for idx, (ms, me, _entry) in enumerate(mentions):
+        if out[idx] is not None:
             continue
-        # Post cues: first negation/uncertainty cue after the mention in its clause, within the window.
-        lo = bisect.bisect_left(cue_starts, me)
+        k = bisect.bisect_right(stops, ms)
+        clause_start = stops[k - 1] if k else -1
+        clause_end = stops[k] if k < len(stops) else 1 << 60
         assertion = None
-        for cs, _ce, kind in cues[lo:]:
+        for cs, _ce, kind in cues[bisect.bisect_left(cue_starts, me):]:
             if cs >= clause_end or cs - me > post_window:
                 break
             if kind in (_NEG_POST, _NEG_BOTH):
@@ -248,20 +253,25 @@ def _assertions(mentions: list[tuple[int, int, _Entry]], cues: list[tuple[int, i
             prev_end = mentions[idx - 1][1] if idx > 0 else None
             next_start = mentions[idx + 1][0] if idx + 1 < len(mentions) else None
             if prev_end is not None and prev_end <= clause_start:
-                prev_end = None  # the neighbour must be in the same clause
+                prev_end = None
             if next_start is not None and next_start >= clause_end:
                 next_start = None
-            lo = bisect.bisect_left(cue_starts, prev_end if prev_end is not None else ms)
-            for cs, _ce, kind in cues[lo:]:
-                if next_start is not None and cs >= next_start or next_start is None and cs >= ms:
+            windows = []
+            if prev_end is not None:
+                windows.append((prev_end, ms))
+            if next_start is not None:
+                windows.append((me, next_start))
+            for a, b in windows:
+                for cs, _ce, kind in cues[bisect.bisect_left(cue_starts, a):]:
+                    if cs >= b:
+                        break
+                    if kind == _UNC_WEAK:
+                        assertion = UNCERTAIN
+                        break
+                if assertion:
                     break
-                if kind != _UNC_WEAK or cs < clause_start or cs >= clause_end:
-                    continue
-                if prev_end is not None and prev_end <= cs < ms or next_start is not None and me <= cs < next_start:
-                    assertion = UNCERTAIN
-                    break
-        out.append(assertion or POSITIVE)
-    return out
+        out[idx] = assertion or POSITIVE
+    return out  # type: ignore[return-value]
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")

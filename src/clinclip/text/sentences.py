@@ -122,7 +122,8 @@ def split_sentences(text: str) -> list[str]:
 
 # Lead-in carrying the sentence's assertion, copied to every item of a split list.
 _LEAD_IN = re.compile(
-    r"^(?P<lead>(?:there\s+(?:is|are|has\s+been|have\s+been)\s+)?"
+    r"^(?P<lead>(?:(?:specifically|again|otherwise|also|additionally|overall|currently|now|however|"
+    r"furthermore|moreover|finally|in addition|incidentally)\s*,?\s+)*(?:there\s+(?:is|are|has\s+been|have\s+been)\s+)?"
     r"(?:no|without|negative\s+for|free\s+of|clear\s+of|absence\s+of|(?:interval\s+)?resolution\s+of|(?:interval\s+)?removal\s+of"
     r"|possible|possibly|probable|probably|likely|questionable|suspected|suspicious\s+for|concerning\s+for"
     r"|(?:can\s*not|cannot|can't)\s+(?:be\s+)?(?:entirely\s+|completely\s+)?(?:exclude|rule\s+out)|not)"
@@ -130,11 +131,13 @@ _LEAD_IN = re.compile(
     r"\s+)",
     re.IGNORECASE,
 )
+_ADVERBS = (r"(?:(?:specifically|again|otherwise|also|additionally|overall|currently|now|however|"
+            r"furthermore|moreover|finally|in addition|incidentally)\s*,?\s+)*")
 _NEGATED_LEAD = re.compile(
-    r"^(?:there\s+(?:is|are|has\s+been|have\s+been)\s+)?(?:no|without|negative\s+for|free\s+of|clear\s+of"
+    r"^" + _ADVERBS + r"(?:there\s+(?:is|are|has\s+been|have\s+been)\s+)?(?:no|without|negative\s+for|free\s+of|clear\s+of"
     r"|absence\s+of|(?:interval\s+)?resolution\s+of|(?:interval\s+)?removal\s+of|not)\b", re.IGNORECASE)
 _UNCERTAIN_LEAD = re.compile(
-    r"^(?:possible|possibly|probable|probably|likely|questionable|suspected|suspicious\s+for|concerning\s+for"
+    r"^" + _ADVERBS + r"(?:possible|possibly|probable|probably|likely|questionable|suspected|suspicious\s+for|concerning\s+for"
     r"|(?:can\s*not|cannot|can't)\s+(?:entirely\s+|completely\s+)?(?:exclude|rule\s+out))\b", re.IGNORECASE)
 # Coordination between list items.
 _COORD = re.compile(r"\s*,\s*(?:and/or|and|or|nor)\s+|\s*,\s*|\s+(?:and/or|and|or|nor)\s+", re.IGNORECASE)
@@ -165,22 +168,55 @@ def _spans(text: str, offset: int) -> list[tuple[int, int, str]]:
     return [x for x in out if text[x[0] - offset: x[1] - offset].strip()]
 
 
+def _mention_set(text: str) -> set[tuple[str, str, str]]:
+    return {(text[ms:me].lower(), obs, assertion)
+            for ms, me, entry, assertion in _scan(text) for obs in entry.observations}
+
+
 def split_single_entity(sentence: str) -> list[str]:
-    """Split a sentence listing several findings into one sentence per finding (see module doc)."""
+    """Split a sentence listing several findings into one sentence per finding (see module doc).
+
+    A split is kept only when every part, read on its own, states its findings with the assertion
+    they had in the whole sentence (same mentions, same positive / negative / uncertain): a list the
+    rules cannot split faithfully ("Specifically, no evidence of A, B or C" with an unusual lead-in)
+    stays one sentence rather than turning a negated finding into a positive one.
+    """
+    if not sentence or not sentence.strip():
+        return []
+    parts = _split_single_entity(sentence)
+    if len(parts) > 1:
+        produced: set = set()
+        for p in parts:
+            produced |= _mention_set(p)
+        if produced != _mention_set(sentence.strip()):
+            return [sentence.strip()]
+    return parts
+
+
+def _split_single_entity(sentence: str) -> list[str]:
     if not sentence or not sentence.strip():
         return []
     s = sentence.strip()
     end_punct = s[-1] if s[-1] in ".!?" else "."
     body = s.rstrip(".!? ")
-    if not _COORD.search(body):
+    if not _COORD.search(body) and not _WITH.search(body):
         return [s]
     # Clauses after a semicolon or "but" are separate statements: split first, then handle each.
     clauses = [c for c in _CLAUSE_SPLIT.split(body) if c.strip()]
     if len(clauses) > 1:
         out: list[str] = []
         for c in clauses:
-            out.extend(split_single_entity(_capitalise(c.strip()) + end_punct))
+            out.extend(_split_single_entity(_capitalise(c.strip()) + end_punct))
         return out
+    # "X without Y" -> "X." + "No Y."; "X with Y" (two findings) -> "X." + "Y."
+    joined = _split_with(body, end_punct)
+    if joined is not None:
+        out = []
+        for part in joined:
+            out.extend(_split_single_entity(part))
+        return out
+    if not _COORD.search(body):
+        return [s]
 
     m = _LEAD_IN.match(body)
     lead = m.group("lead") if m else ""
@@ -199,12 +235,16 @@ def split_single_entity(sentence: str) -> list[str]:
     # Findings named in each item, from one scan of the sentence.
     mentions = _scan(body)
     keys: list[set] = []
-    for a, b, _sep in items:
+    mi = 0
+    for a, b, _sep in items:  # items and mentions are both in text order: one pass
         k = set()
-        for ms, me, entry, _assertion in mentions:
-            if ms >= a and me <= b:
-                for obs in entry.observations:
-                    k.add(body[ms:me].lower() if obs == OTHER_FINDING else obs)
+        while mi < len(mentions) and mentions[mi][0] < a:
+            mi += 1
+        while mi < len(mentions) and mentions[mi][1] <= b:
+            ms, me, entry, _assertion = mentions[mi]
+            for obs in entry.observations:
+                k.add(body[ms:me].lower() if obs == OTHER_FINDING else obs)
+            mi += 1
         keys.append(k)
     # An item that names no finding ("left and right lower lobes") joins its neighbours.
     parts: list[str] = []
@@ -229,6 +269,38 @@ def split_single_entity(sentence: str) -> list[str]:
         p = p.strip(" ,")
         out.append(_capitalise((lead + p + tail).strip()) + end_punct)
     return out
+
+
+_WITH = re.compile(r"\s*,?\s+(?P<word>without|with)\s+(?!(?:no|a\s+few|the\s+tip|its\s+tip|tip)\b)", re.IGNORECASE)
+
+
+def _split_with(body: str, end_punct: str) -> list[str] | None:
+    """Split "X without Y" / "X with Y" when both X and Y name a finding (None: keep whole).
+
+    "Lungs are clear without focal consolidation." -> "Lungs are clear." + "No focal consolidation.";
+    "Moderate effusions with adjacent atelectasis." -> "Moderate effusions." + "Adjacent atelectasis."
+    "with" is split only in a sentence that is not negated ("No effusion with ..." is ambiguous) and
+    when the two sides name different findings.
+    """
+    m = _WITH.search(body)
+    if m is None or re.search(r"\b(?:compatible|consistent|keeping|associated|along|together|filled|treated|"
+                              r"correlat\w*|replaced|seen|noted|concordant|combined)$",
+                              body[: m.start()].rstrip(" ,"), re.IGNORECASE):
+        return None
+    head = re.sub(r"[\s,]*(?:\band)?[\s,]*$", "", body[: m.start()], flags=re.IGNORECASE).strip()
+    tail = body[m.end():].strip()
+    if not head or not tail or _WITH.search(tail):
+        return None
+    head_keys = {o for _s, _e, entry, _a in _scan(head) for o in entry.observations}
+    tail_keys = {o for _s, _e, entry, _a in _scan(tail) for o in entry.observations}
+    if not head_keys or not tail_keys:
+        return None
+    if m.group("word").lower() == "without":
+        tail = re.sub(r"^(?:evidence\s+of|signs?\s+of)\s+", "evidence of ", tail, flags=re.IGNORECASE)
+        return [_capitalise(head) + end_punct, "No " + tail + end_punct]
+    if _NEGATED_LEAD.match(head) or _UNCERTAIN_LEAD.match(head) or head_keys == tail_keys:
+        return None
+    return [_capitalise(head) + end_punct, _capitalise(tail) + end_punct]
 
 
 def split_report(report: str) -> list[str]:

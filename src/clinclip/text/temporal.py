@@ -37,9 +37,11 @@ def _compiled() -> dict:
     with resources.files("clinclip.text").joinpath("lexicon", "temporal.yaml").open("r", encoding="utf-8") as fh:
         data = yaml.safe_load(fh)
     change = _alt(data["change_words"])
+    comparative = _alt(data["comparative_words"])
     intensity = _alt(data["intensity_words"])
     state = _alt(data["state_words"])
     prior = _alt(data["prior_words"])
+    strong_prior = _alt(data["strong_prior_words"])
     filler = _alt(data["filler_words"])
     I = re.IGNORECASE
     be = r"(?:is|are|was|were|has\s+been|have\s+been|remains?|remained|appears?|appeared|seems?|persists?|looks?)"
@@ -59,12 +61,17 @@ def _compiled() -> dict:
     # before it, ", unchanged", are removed by trail_change afterwards).
     c["trail_compare"] = re.compile(
         rf"\b(?:(?:as\s+)?(?:compared|when\s+compared)\s+(?:to|with)|since|from|relative\s+to|in\s+comparison\s+(?:to|with)"
-        rf"|versus|than\s+(?:on|in)|than|on|(?:similar|identical|comparable|unchanged|stable)\s+(?:in\s+\w+\s+)?(?:to|with))\s+"
-        rf"(?:the\s+|a\s+)?{prior}\b[^;]*$", I)
+        rf"|than\s+(?:on|in)|than|(?:similar|identical|comparable|unchanged|stable)\s+(?:in\s+\w+\s+)?(?:to|with))\s+"
+        rf"(?:the\s+|a\s+)?{prior}\b[^;]*$"
+        rf"|\b(?:on|in|at)\s+(?:the\s+|a\s+)?{strong_prior}\b[^;]*$", I)
+    # "Comparison XXXX, XXXX Clear lungs." (IU): the comparison tokens before the statement.
+    c["comparison_lead"] = re.compile(
+        rf"^(?:(?:comparison|compared|is|are|made|to|with|none|available|of|dated|and|the|{prior})\b[\s,:;.-]*|[\d/.-]+[\s,:;]*)+", I)
+    c["change_and"] = re.compile(rf"\s+(?:and|or)\s+(?:(?:{intensity})\s+)?(?:{change})(?=\s)", I)
     # Trailing change predicate: "... is unchanged", ", stable", "... has increased in size".
     c["trail_change"] = re.compile(
-        rf"(?:,\s*(?:which\s+)?(?:{be}\s+)?|\s+(?:which\s+)?(?:{be}\s+)?(?:(?:{intensity})\s+)?|\s+(?:has|have)\s+(?:(?:{intensity})\s+)?)"
-        rf"(?:(?:{intensity})\s+)?(?:{change}|increased|decreased|improved|worsened|progressed|enlarged|grown|"
+        rf"(?:,\s*(?:which\s+|that\s+)?(?:{be}\s+)?|\s+(?:which\s+|that\s+)?(?:{be}\s+)?(?:(?:{intensity})\s+)?|\s+(?:has|have)\s+(?:(?:{intensity})\s+)?)"
+        rf"(?:(?:{intensity})\s+)?(?:{change}|{comparative}|increased|decreased|improved|worsened|progressed|grown|"
         rf"diminished|regressed|cleared\s+somewhat|partially\s+(?:resolved|cleared))"
         rf"(?:\s+(?:in|and)\s+(?:size|appearance|extent|position|configuration|degree|conspicuity|prominence|severity|distribution)"
         rf"(?:\s+and\s+(?:size|appearance|extent|position|configuration))?)?(?:\s+(?:slightly|somewhat|minimally|mildly))?$", I)
@@ -100,6 +107,7 @@ def _compiled() -> dict:
     c["redemonstrated"] = re.compile(r"\b(?:re-?demonstrated|re-?demonstration\s+of)\b", I)
     c["filler_only"] = re.compile(rf"^(?:(?:{filler})\b[\s,.:;'\"()/-]*)*$", I)
     c["spaces"] = re.compile(r"\s+")
+    c["article"] = re.compile(r"\b(a)n\s+(?=[bcdfgjklmnpqrstvwxyz])", I)
     c["orphan_punct"] = re.compile(r"\s+([,.;:])")
     c["trail_punct"] = re.compile(r"[\s,;:-]+$")
     c["lead_punct"] = re.compile(r"^[\s,;:.-]+")
@@ -148,8 +156,22 @@ def rewrite_sentence(sentence: str) -> str | None:
         return None
     if c["triggers"].isdisjoint(c["words"].findall(s.lower())):
         return _sentence_case(s) + "."
-    if c["only_compare"].match(s):
-        return None
+    if c["only_compare"].match(s) or c["comparison_lead"].match(s) and s[:4].lower() == "comp":
+        # Drop a comparison-only sentence; if it also states findings, keep what follows the
+        # comparison ("No interval change, no infiltrates." -> "No infiltrates.").
+        if not _has_mention(s):
+            return None
+        lead = c["comparison_lead"].match(s)
+        if lead and lead.end() > 0 and s[:4].lower() == "comp":
+            s = s[lead.end():]
+        elif "," in s:
+            s = s[s.index(",") + 1:]
+        else:
+            return None
+        s = _tidy(s, c)
+        if not s:
+            return None
+        return rewrite_sentence(s)
     s = c["lead_clause"].sub("", s)
     s = c["trail_compare"].sub("", s)
     s = _tidy(s, c)
@@ -173,12 +195,19 @@ def rewrite_sentence(sentence: str) -> str | None:
     s = c["redemonstrated"].sub("seen", s)
     s = c["trail_change"].sub("", s)
     s = c["persists"].sub("", s)
+    s = c["change_and"].sub("", s)
     s = c["change_adj"].sub("", s)
     s = c["trail_compare"].sub("", s)
-    s = _tidy(s, c)
+    s = c["article"].sub(lambda m: m.group(1) + " ", _tidy(s, c))  # "an unchanged X" -> "a X"
     if not s or c["filler_only"].match(s):
         return None
     return _sentence_case(s) + "."
+
+
+def _has_mention(text: str) -> bool:
+    from clinclip.text.rules import _scan  # rules does not import this module: no cycle
+
+    return bool(_scan(text))
 
 
 def remove_temporal(sentences: Sequence[str]) -> list[str]:
