@@ -23,6 +23,7 @@ labeler reads both observations from it.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from clinclip.text.rules import OTHER_FINDING, _scan
@@ -47,8 +48,11 @@ _BOUNDARY = re.compile(
 _LIST_MARKER = re.compile(r"\(?\d{1,2}[.)](?=\s+\S)\s*")
 
 
+_DIGIT = re.compile(r"\d")
+
+
 def _remove_list_markers(text: str) -> str:
-    if not any(ch.isdigit() for ch in text):
+    if not _DIGIT.search(text):
         return text
     out = []
     pos = 0
@@ -310,7 +314,14 @@ def split_report(report: str) -> list[str]:
 
 def split_text(body: str) -> list[str]:
     """``split_report`` for text whose sections are already extracted (e.g. findings + impression)."""
-    sentences: list[str] = []
+    out: list[str] = []
     for sent in split_sentences(body):
-        sentences.extend(split_single_entity(sent))
-    return remove_temporal(sentences)
+        out.extend(_process_sentence(sent))
+    return out
+
+
+@functools.lru_cache(maxsize=200_000)
+def _process_sentence(sentence: str) -> tuple[str, ...]:
+    """Single-entity split + temporal rewrite of one sentence; cached, as report corpora repeat their
+    sentences ("No pleural effusion or pneumothorax." appears in a large share of MIMIC-CXR)."""
+    return tuple(remove_temporal(split_single_entity(sentence)))
