@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import time
@@ -83,25 +84,31 @@ def main() -> None:
                                                "graphs": graphs, "neg_graphs": neg_graphs},
     }
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    results = {}
+    results, cpu = {}, {}
     for name, batch in variants.items():
-        times = []
+        times, cpu_times = [], []
         for step in range(args.steps + 1):  # the first step warms allocators up and is not counted
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             loss = info_nce(model(batch))
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if step:
                 times.append(time.perf_counter() - started)
+                cpu_times.append(time.process_time() - cpu_started)
         results[name] = statistics.median(times)
+        cpu[name] = statistics.median(cpu_times)
     base_time = results["clip (image + text)"]
     print(f"preset {args.preset}, batch {b}, {args.threads} threads, text length {tokens['input_ids'].shape[1]}, "
           f"phrase warm-up {warm_up_s:.2f} s for {len(model.graph_encoder.phrase_cache)} phrases")
-    print(f"| {'variant':36} | s/step (median of {args.steps}) | × clip |")
-    print(f"|{'-' * 38}|{'-' * 26}|{'-' * 8}|")
+    # CPU seconds (all threads) are less distorted than wall time when other processes share the cores.
+    base_cpu = cpu["clip (image + text)"]
+    print(f"| {'variant':36} | wall s/step | × clip | CPU s/step | × clip |")
+    print(f"|{'-' * 38}|{'-' * 13}|{'-' * 8}|{'-' * 12}|{'-' * 8}|")
     for name, seconds in results.items():
-        print(f"| {name:36} | {seconds:24.3f} | {seconds / base_time:6.2f} |")
+        print(f"| {name:36} | {seconds:11.3f} | {seconds / base_time:6.2f} | {cpu[name]:10.3f} | "
+              f"{cpu[name] / base_cpu:6.2f} |")
+    print(f"(median of {args.steps} steps after one warm-up step; load average {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":

@@ -218,3 +218,16 @@ def test_pretrained_backbones_load_from_local_directories(tmp_path):
         ClinClipModel.from_config(config.with_overrides({"image.backbone": str(tmp_path / "missing")}))
     with pytest.raises(ClinclipError, match="cannot load image backbone from 'nobody/swin'"):
         ClinClipModel.from_config(config.with_overrides({"image.backbone": "nobody/swin"}))
+
+
+def test_the_tiny_preset_itself_builds_and_runs():
+    torch.manual_seed(0)
+    model = ClinClipModel.from_preset("tiny")
+    size = model.config.image.image_size
+    assert size == 128 and model.config.graph.phrase_dim == 384
+    tokens = model.tokenize(TEXTS)
+    out = model({"pixel_values": torch.randn(2, 3, size, size), **tokens, "graphs": [GRAPH_EFFUSION, GRAPH_EMPTY]})
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "image_embeds": (2, 128), "text_embeds": (2, 128), "graph_embeds": (2, 128), "logit_scale": ()}
+    transform = model.image_transform(train=True)
+    assert transform(torch.randint(0, 256, (150, 170), dtype=torch.uint8).numpy()).shape == (3, 128, 128)
