@@ -38,6 +38,11 @@ class VisionLanguageEncoder(ABC):
         """Unnormalised text embeddings from tokens, *with* autograd when enabled by the caller (attribution:
         hook ``text_model``'s embedding layer, e.g. captum's LayerIntegratedGradients)."""
 
+    def embed_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Unnormalised image embeddings *with* autograd when the caller enables it (full fine-tuning of the
+        image side: ``self.model`` holds the torch module)."""
+        return self._image_embeddings(pixel_values.to(self.device))
+
     @torch.no_grad()
     def encode_images(self, pixel_values: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
         """Tensor[N, 3, S, S] -> Tensor[N, D] (float32, CPU, unit norm)."""
