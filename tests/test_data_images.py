@@ -150,3 +150,30 @@ def test_resize_shorter_side_keeps_aspect_never_enlarges():
     small = resize_shorter_side(image, 100)
     assert small.shape == (133, 100) and small.dtype == np.uint8
     assert resize_shorter_side(image, 500) is image
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(window=(1800, 2500)), dict(rescale=(2.0, -1024.0), window=(0, 3000)), dict(photometric="MONOCHROME1"),
+    dict(voi_lut=(500, (np.linspace(0, 1, 3000) ** 0.5 * 4095).astype(np.uint16))), dict(rescale=(0.5, 10.0)),
+])
+def test_dicom_lookup_table_path_equals_per_pixel_mapping(tmp_path, kwargs):
+    # load_image maps each distinct stored value once and indexes; it must equal mapping every pixel.
+    import pydicom
+
+    from clinclip.data.images import _map_stored_values
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 4096, size=(40, 30)).astype(np.uint16)
+    path = write_dicom(tmp_path / "x.dcm", pixels, bits_stored=12, **kwargs)
+    ds = pydicom.dcmread(path)
+    direct = _map_stored_values(ds.pixel_array, ds, str(ds.PhotometricInterpretation), None)
+    np.testing.assert_array_equal(load_image(path), direct)
+    assert direct.min() < 60 and direct.max() > 200  # a real spread, not a constant image
+
+
+def test_arrays_are_writable(tmp_path):
+    # torch.from_numpy warns on read-only arrays; every array we hand out is writable.
+    png = write_png(tmp_path / "a.png", gradient(300, 200))
+    dcm = write_dicom(tmp_path / "a.dcm", gradient(high=4000, dtype=np.uint16), bits_stored=12)
+    for image in (load_image(png), load_image(dcm), resize_shorter_side(load_image(png), 64)):
+        assert image.flags.writeable and image.flags.c_contiguous

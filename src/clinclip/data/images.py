@@ -77,8 +77,10 @@ def _scale_to_uint8(values: np.ndarray, low: float | None = None, high: float | 
         low, high = high, low
     if high - low <= 0:
         return np.zeros(values.shape, dtype=np.uint8)
-    scaled = (values - low) * (255.0 / (high - low))
-    return np.clip(np.nan_to_num(scaled, nan=0.0), 0.0, 255.0).round().astype(np.uint8)
+    scaled = (values - low) * np.float32(255.0 / (high - low))
+    if not np.isfinite(scaled).all():
+        scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
+    return np.rint(np.clip(scaled, 0.0, 255.0, out=scaled), out=scaled).astype(np.uint8)
 
 
 def _load_pillow(path: Path) -> np.ndarray:
@@ -157,11 +159,6 @@ def _decode_dicom(path: Path) -> np.ndarray:
     from pydicom.errors import InvalidDicomError
 
     try:
-        from pydicom.pixels import apply_modality_lut, apply_voi_lut
-    except ImportError:  # pydicom < 3
-        from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
-
-    try:
         ds = pydicom.dcmread(path)
     except InvalidDicomError:
         try:  # files without the 128-byte preamble (seen in some exports)
@@ -202,26 +199,46 @@ def _decode_dicom(path: Path) -> np.ndarray:
         raise ImageReadError(path, f"unsupported Photometric Interpretation {photometric!r}")
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            values = apply_modality_lut(pixels, ds)
-            if _has_voi_lut(ds):
-                if not np.issubdtype(values.dtype, np.integer):  # the LUT indexes integers
-                    values = np.rint(values).astype(np.int64)
-                low, high = _voi_lut_output_range(ds)
-                values = apply_voi_lut(values, ds, prefer_lut=True)
-            elif _has_window(ds):
-                low, high = _windowing_output_range(ds)
-                values = apply_voi_lut(values, ds, prefer_lut=False)
-            else:
-                low = high = None
+        if np.issubdtype(pixels.dtype, np.integer) and 0 < pixels.size:
+            # Stored values span at most 16 bits: run the whole chain (modality LUT, VOI LUT / window,
+            # scaling, inversion) once per distinct value and index the result -- the same numbers as
+            # mapping every pixel, ~10x faster on a 2048x2048 radiograph.
+            low_value, high_value = int(pixels.min()), int(pixels.max())
+            if high_value - low_value <= 1 << 17:
+                offsets = pixels.astype(np.int64, copy=False) - low_value
+                present = np.bincount(offsets.ravel(), minlength=high_value - low_value + 1) > 0
+                values = np.arange(low_value, high_value + 1).astype(pixels.dtype)
+                table = _map_stored_values(values, ds, photometric, present)
+                return table[offsets]
+        return _map_stored_values(pixels, ds, photometric, None)
     except Exception as err:  # noqa: BLE001 - malformed LUT / window values
         raise ImageReadError(path, f"applying the modality/VOI LUT failed ({type(err).__name__}: {err})") from None
 
+
+def _map_stored_values(values: np.ndarray, ds, photometric: str, present: np.ndarray | None) -> np.ndarray:
+    """Stored pixel values -> uint8 display values: modality LUT (rescale), then the VOI LUT Sequence or
+    the window (pydicom's ``apply_voi_lut``), scaled by the windowed output range (or by the image's own
+    range, over the ``present`` values, without a VOI), MONOCHROME1 inverted."""
+    try:
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    except ImportError:  # pydicom < 3
+        from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
+
+    values = apply_modality_lut(values, ds)
+    if _has_voi_lut(ds):
+        if not np.issubdtype(values.dtype, np.integer):  # the LUT indexes integers
+            values = np.rint(values).astype(np.int64)
+        low, high = _voi_lut_output_range(ds)
+        values = apply_voi_lut(values, ds, prefer_lut=True)
+    elif _has_window(ds):
+        low, high = _windowing_output_range(ds)
+        values = apply_voi_lut(values, ds, prefer_lut=False)
+    else:
+        seen = np.asarray(values, dtype=np.float64)[present] if present is not None else np.asarray(values)
+        seen = seen[np.isfinite(seen)] if seen.dtype.kind == "f" else seen
+        low, high = (float(seen.min()), float(seen.max())) if seen.size else (0.0, 0.0)
     image = _scale_to_uint8(values, low, high)
-    if photometric == "MONOCHROME1":
-        image = 255 - image
-    return image
+    return 255 - image if photometric == "MONOCHROME1" else image
 
 
 # --- writing ----------------------------------------------------------------------------------------
@@ -266,7 +283,8 @@ def resize_shorter_side(image: np.ndarray, size: int) -> np.ndarray:
         new_h = size
     else:
         new_w = size
-    return np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.LANCZOS), dtype=np.uint8)
+    return np.array(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.LANCZOS,
+                                                     reducing_gap=3.0), dtype=np.uint8)
 
 
 def dicom_tags(path: str | os.PathLike, names: tuple[str, ...]) -> dict[str, str]:
