@@ -59,6 +59,16 @@ def main() -> None:
     print(f"speed: {len(texts) / best:,.0f} reports/s (rules labeler, one process, best of {args.repeat}; "
           f"{sum(map(len, texts)) / len(texts):.0f} characters per report)")
 
+    from clinclip.text import sentences
+
+    sentences._process_sentence.cache_clear()  # cold sentence cache: the first pass over a corpus
+    t0 = time.perf_counter()
+    for text in texts:
+        sentences.split_text(text)
+    cold = time.perf_counter() - t0
+    print(f"split_text (sentences, single-entity, temporal): {len(texts) / cold:,.0f} reports/s with a cold "
+          f"sentence cache (one process)")
+
     if args.errors:
         from clinclip.observations import OBSERVATIONS
 

@@ -280,18 +280,22 @@ def _first_is_open(parsed) -> bool:
 
 
 class WordScanner:
-    """Leftmost-first matching of many branches, tried only at word starts, dispatched on the first
-    ``depth`` characters there (a dict lookup instead of trying every branch).
+    """Matching of many branches, tried only at word starts, dispatched on the first ``depth``
+    characters there (a dict lookup instead of trying every branch).
 
-    Same semantics as ``PhraseSet`` for branches that begin at a word start (all lexicon entries
-    start with ``\\b`` and a word character): scanning left to right, at each word start the first
-    branch (in ``branches`` order) that matches wins and the scan resumes after it.
+    Scanning left to right, at each word start the branches that can start there are tried; with
+    ``longest=False`` the first one (in ``branches`` order) that matches wins, as in ``a|b|c``; with
+    ``longest=True`` the longest match wins and ties go to the earlier branch (leftmost-longest,
+    so "port-a-cath" beats "port"). The scan resumes after the match. All branches must begin with
+    a word character (lexicon entries are wrapped in ``\\b``).
     """
 
     _WORD_START = re.compile(r"\b(?=\w)")
 
-    def __init__(self, branches: Sequence[Branch], depth: int = 5, cap: int = 4000, flags: int = 0):
+    def __init__(self, branches: Sequence[Branch], depth: int = 5, cap: int = 4000, flags: int = 0,
+                 longest: bool = False):
         self.branches = list(branches)
+        self.longest = longest
         self.depth = depth
         self._compiled = [re.compile(b.pattern, flags) for b in self.branches]
         for b, rx in zip(self.branches, self._compiled):
@@ -345,6 +349,16 @@ class WordScanner:
             cand = cache.get(key)
             if cand is None:
                 cand = self._candidates(key)
+            if self.longest:
+                best_end, best_value = -1, None
+                for match, value in cand:
+                    m = match(text, pos)
+                    if m is not None and m.end() > best_end:
+                        best_end, best_value = m.end(), value
+                if best_end >= 0:
+                    yield pos, best_end, best_value
+                    last_end = best_end if best_end > pos else pos + 1
+                continue
             for match, value in cand:
                 m = match(text, pos)
                 if m is not None:

@@ -138,7 +138,7 @@ def _mention_scanner() -> WordScanner:
     order.sort(key=lambda x: -x[0])  # stable: longest first
     plain_branches = [Branch(p, merged[p]) for _, p in order]
     branches = excludes + statements + fixed[UNCERTAIN] + fixed[NEGATIVE] + fixed[POSITIVE] + plain_branches
-    return WordScanner(branches)
+    return WordScanner(branches, longest=True)
 
 
 # Cue classes, in scanner priority order.
@@ -160,7 +160,7 @@ def _cue_scanner() -> tuple[WordScanner, int]:
             ranked.append((-_length_key(p), cls_index, p))
     ranked.sort(key=lambda x: (x[0], x[1]))  # longest first, then class order
     branches = [Branch(_wrap(p), cls_index) for _, cls_index, p in ranked]
-    return WordScanner(branches), int(data.get("post_window", 80))
+    return WordScanner(branches, longest=True), int(data.get("post_window", 80))
 
 
 # Clause boundaries: sentence punctuation (not a decimal point), ";", ":", blank lines.
