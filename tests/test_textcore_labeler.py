@@ -59,6 +59,10 @@ def test_csv_labeler(tmp_path):
     assert out[1, OBSERVATIONS.index("Pneumothorax")] == -1.0
     assert np.isnan(out[2]).all() and labeler.missing == 1
 
+    # MIMIC: chexpert.csv has numeric study ids, report files are named sSTUDY.txt
+    mimic = CsvLabeler.from_frame(pd.DataFrame({"study_id": [50414267], **{o: [1.0] for o in OBSERVATIONS}}))
+    assert (mimic.label(["s50414267", "50414267.0"]) == 1.0).all()
+
     table.loc[1, "Edema"] = 3.0
     table.to_csv(path, index=False)
     with pytest.raises(ClinclipError, match=r"row 3 column 'Edema'"):
@@ -158,3 +162,22 @@ def test_cli_label_unreadable_file_is_reported(tmp_path):
     assert len(labels) == 5  # the unreadable report keeps its row, with empty labels
     assert labels[list(CHEXPERT_LABELER_ORDER)].isna().all(axis=1).sum() == 2  # it and the empty one
     assert "s53000009.txt: unreadable" in result.output
+
+
+def test_cli_label_csv_backend_with_mimic_chexpert_csv(tmp_path):
+    files = _mimic_tree(tmp_path)
+    chexpert = tmp_path / "mimic-cxr-2.0.0-chexpert.csv.gz"
+    table = pd.DataFrame({"subject_id": [10000032], "study_id": [50414267],
+                          **{o: [np.nan] for o in OBSERVATIONS}})
+    table.loc[0, "Pleural Effusion"] = 1.0
+    table.to_csv(chexpert, index=False)
+    out = tmp_path / "labels.csv"
+    result = CliRunner().invoke(app, ["text", "label", "--input", str(files), "--out", str(out),
+                                      "--backend", "csv", "--labels-file", str(chexpert)])
+    assert result.exit_code == 0, result.output
+    labels = pd.read_csv(out)
+    assert len(labels) == 4
+    hit = labels[labels["Reports"].fillna("").str.contains("Small left effusion")]
+    assert hit["Pleural Effusion"].tolist() == [1.0]
+    assert labels["Pleural Effusion"].notna().sum() == 1  # the other studies are not in the table
+    assert "3 report(s) have no row" in result.output

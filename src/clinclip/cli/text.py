@@ -106,6 +106,10 @@ def label(
     n = len(table)
     positives = int(np.nansum(labels == 1.0))
     typer.echo(f"labelled {n:,} reports with '{backend}' -> {out} ({positives:,} positive labels)")
+    missing = getattr(labeler, "missing", 0)
+    if backend == "csv" and missing:
+        typer.secho(f"{missing:,} report(s) have no row in {labels_file} (key column {key_column!r}); "
+                    f"their labels are empty", fg=typer.colors.YELLOW, err=True)
     if problems:
         typer.secho(f"{len(problems):,} report(s) kept with empty labels or truncated:", fg=typer.colors.YELLOW,
                     err=True)

@@ -12,6 +12,7 @@ Backends (``get_labeler(backend, **kwargs)``):
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -79,8 +80,28 @@ class RuleLabeler:
         return out
 
 
+_PREFIXED_ID = re.compile(r"[sp](\d+)")
+
+
+def _normalise_key(key) -> str:
+    """Join keys written differently: MIMIC's study folder "s50414267" and chexpert.csv's 50414267,
+    and integers read as floats ("50414267.0")."""
+    if isinstance(key, float) and key.is_integer():
+        key = int(key)
+    k = str(key).strip()
+    m = _PREFIXED_ID.fullmatch(k)
+    if m:
+        return m.group(1)
+    if k.endswith(".0") and k[:-2].isdigit():
+        return k[:-2]
+    return k
+
+
 class CsvLabeler:
     """Labels given with the data: a table with a key column and the 14 observation columns (by name).
+
+    Keys are matched as strings, with MIMIC's "s"/"p" prefixes and a trailing ".0" ignored, so the
+    report file ``s50414267.txt`` finds ``study_id`` 50414267 of ``mimic-cxr-2.0.0-chexpert.csv``.
 
     ``CsvLabeler(path, key_column="study_id")`` then ``label(keys)`` looks the keys up (the "texts"
     passed to ``label`` are the keys); or ``CsvLabeler.from_frame(df, key_column)``. Values are mapped
@@ -112,7 +133,7 @@ class CsvLabeler:
             r, c = np.argwhere(bad)[0]
             raise ClinclipError(f"csv labeler: {self.source} row {r + 2} column {OBSERVATIONS[c]!r} has "
                                 f"value {values[r, c]!r}; expected 1, 0, -1 or empty")
-        keys = frame[key_column].astype(str).tolist()
+        keys = [_normalise_key(k) for k in frame[key_column].tolist()]
         self._table = dict(zip(keys, values))
         self.missing = 0
 
@@ -123,7 +144,7 @@ class CsvLabeler:
     def label(self, texts: Sequence[str]) -> np.ndarray:
         out = np.full((len(texts), len(OBSERVATIONS)), np.nan)
         for i, key in enumerate(texts):
-            row = self._table.get(str(key))
+            row = self._table.get(_normalise_key(key))
             if row is None:
                 self.missing += 1
             else:
