@@ -108,9 +108,13 @@ def test_given_labels_renamed_or_used_with_csv():
         prepare_corpus(frame.drop(columns=["Edema"]), labeler="csv", progress=False)
 
 
-def test_missing_text_column_is_a_clear_error():
+def test_missing_text_column_is_a_clear_error_and_an_empty_corpus_is_fine(tmp_path):
     with pytest.raises(ClinclipError, match="text column 'report' not found.*'notes'"):
         prepare_corpus(pd.DataFrame({"notes": ["x"]}), progress=False)
+    empty = prepare_corpus(pd.DataFrame({"report": pd.Series([], dtype=object)}), progress=False)
+    assert len(empty) == 0 and list(empty.columns) == ["report", *OUTPUT_COLUMNS]
+    write_manifest(empty, tmp_path / "empty.parquet")
+    assert list(pd.read_parquet(tmp_path / "empty.parquet").columns) == list(empty.columns)
 
 
 def test_cli(tmp_path, iu):

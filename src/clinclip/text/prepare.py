@@ -402,8 +402,18 @@ def write_manifest(frame: pd.DataFrame, path) -> None:
     import pyarrow.parquet as pq
 
     schema = manifest_schema(frame)
-    table = pa.Table.from_pandas(frame[[f.name for f in schema]], schema=schema, preserve_index=False)
-    pq.write_table(table, str(path))
+    columns = []
+    for f in schema:
+        values = frame[f.name]
+        if f.name in OUTPUT_COLUMNS:  # typed explicitly (an empty or all-null column has no type to infer)
+            columns.append(pa.array([None if _is_missing(v) else v for v in values], type=f.type))
+        else:
+            columns.append(pa.Array.from_pandas(values, type=f.type))
+    pq.write_table(pa.Table.from_arrays(columns, schema=schema), str(path))
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def format_summary(summary: Counter) -> list[tuple[str, int]]:
