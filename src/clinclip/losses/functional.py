@@ -18,7 +18,8 @@ pairs (anchor-candidate; B studies, N = 2B with hard negatives, else B)
                      renormalised; rows without any target are left out (CON2's semantic opposition)
 
 L_k(P) = mean over anchors of KL(ŷ_k[row] ‖ softmax(logits_P[row])) and
-total = Σ_P w_P Σ_k w_k L_k(P).  Each pair's log-softmax is computed once and the targets are mixed:
+total = Σ_P w_P Σ_k w_k L_k(P).  Each pair's log-softmax is computed once and the targets are mixed
+(the mixed target is built once per kind of target block and shared by the pairs that use it):
 Σ_k w_k KL(ŷ_k ‖ p) = Σ_k w_k Σ ŷ_k log ŷ_k  -  Σ (Σ_k w_k ŷ_k) log p.  The first (entropy) part does
 not depend on the model; it is kept, computed without gradient, so the value is the true KL (zero at a
 perfect fit) while the gradient is that of the cross-entropy with the mixed target.

@@ -58,19 +58,13 @@ def thresholded_similarity(embeddings: torch.Tensor, tau: float, batch: int | No
 
 @torch.no_grad()
 def thresholded_soft_labels(embeddings: torch.Tensor, tau: float) -> torch.Tensor:
-    """ŷ of Eq. 4/5/9 for already L2-normalised rows (N x D) -> N x N, rows summing to 1.
-
-    y[i, j] = (S[i, j] - tau) / (1 - tau) where S[i, j] > tau else 0, with S = E Eᵀ. The diagonal is
-    forced to 1 (the value a unit vector has with itself), so a zero vector (empty label row) still
-    matches itself and no row is empty."""
-    if not -1.0 <= tau < 1.0:
-        raise ValueError(f"soft-label threshold tau must lie in [-1, 1), got {tau}")
-    sim = embeddings @ embeddings.T
-    # clamp_min(0) of (S - tau) is exactly "keep where S > tau, else 0" (S == tau gives 0 either way).
-    sim.sub_(tau).clamp_(min=0.0).div_(1.0 - tau)
-    sim.fill_diagonal_(1.0)
-    sim.div_(sim.sum(dim=1, keepdim=True))
-    return sim
+    """ŷ of Eq. 4/5/9 for already L2-normalised rows (N x D) -> N x N, rows summing to 1:
+    y[i, j] = (S[i, j] - tau) / (1 - tau) where S[i, j] > tau else 0, S = E Eᵀ, the diagonal kept (a
+    zero vector, e.g. an empty label row, still matches itself, so no row is empty), rows normalised.
+    (The loss itself works from :func:`thresholded_similarity` and per-row sums; this is the explicit
+    matrix, for inspection and tests.)"""
+    y = thresholded_similarity(embeddings, tau)
+    return y.div_(y.sum(dim=1, keepdim=True))
 
 
 @torch.no_grad()
