@@ -143,7 +143,7 @@ def test_init_from_own_model_and_from_a_hugging_face_clip(clean_manifest, tmp_pa
     first = run_training(_config("clip", clean_manifest, tmp_path / "first", steps=2))
     # con1 fine-tunes our own model...
     own = run_training(_config("con1", clean_manifest, tmp_path / "con1", steps=2, init=str(first.model_dir)))
-    start_scale = float(ClinClipModel.from_pretrained(first.model_dir).logit_scale.exp())
+    start_scale = float(ClinClipModel.from_pretrained(first.model_dir).logit_scale.detach().exp())
     assert own.history[0]["logit_scale"] == pytest.approx(start_scale, rel=1e-5)  # it started from those weights
     # ...and con2 a Hugging Face CLIP directory (image + text towers, negated captions = text_negated)
     clip_dir = save_tiny_clip(tmp_path / "hf-clip", "clip")

@@ -321,7 +321,8 @@ class _Trainer:
         s.train_model.train()
         try:
             while pos["step"] < s.total_steps:
-                epoch = pos["epoch"]
+                epoch, steps_before = pos["epoch"], pos["step"]
+                resumed_mid_epoch = pos["batch_in_epoch"] > 0
                 s.sampler.set_epoch(epoch, start=pos["batch_in_epoch"] * s.per_rank)
                 s.dataset.set_epoch(epoch)
                 # A dedicated generator: creating the loader iterator must not consume the global RNG.
@@ -357,6 +358,11 @@ class _Trainer:
                     if pos["step"] >= s.total_steps:
                         break
                 else:
+                    if pos["step"] == steps_before and not resumed_mid_epoch:
+                        raise ClinclipError(
+                            f"{s.rows.manifest}: a whole epoch passed without one trainable batch: "
+                            f"{len(s.skipped)} of {len(s.rows)} images could not be read (e.g. "
+                            f"{next(iter(s.skipped.by_path.items()), ('-', ('-', '-')))[1][1]})")
                     pos["epoch"] += 1
                     pos["batch_in_epoch"] = 0
         finally:
