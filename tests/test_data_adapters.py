@@ -539,3 +539,20 @@ def test_registry_and_label_mappings_are_consistent():
     check_mapping(VINDR_CLASSES, VINDR_TO_OBSERVATIONS)
     with pytest.raises(ValueError, match="must map from itself"):
         check_mapping(("Pneumonia", "Infiltration"), {"Pneumonia": ("Infiltration",)})
+
+
+@pytest.mark.parametrize("prompt_file, classes", [
+    ("rsna", "RSNA_CLASSES"), ("rsna_ab", "RSNA_CLASSES"), ("siim", "SIIM_CLASSES"), ("vindr", "VINDR_CLASSES"),
+    ("cxr14", "CXR14_CLASSES"), ("chexpert_5x200", "CHEXPERT_5X200_CLASSES"),
+])
+def test_evaluation_prompt_files_name_columns_the_adapters_write(prompt_file, classes):
+    # The zero-shot prompt files (evaluation part) refer to manifest columns by name: they must be the
+    # dataset classes these adapters write, or evaluation on a prepared dataset would fail.
+    from clinclip.data import labels
+    from clinclip.evaluate.prompts import load_prompts
+
+    prompts = load_prompts(prompt_file)
+    written = set(getattr(labels, classes))
+    assert set(prompts.columns) <= written, sorted(set(prompts.columns) - written)
+    if prompts.filter_column:
+        assert prompts.filter_column in written

@@ -177,3 +177,45 @@ def test_arrays_are_writable(tmp_path):
     dcm = write_dicom(tmp_path / "a.dcm", gradient(high=4000, dtype=np.uint16), bits_stored=12)
     for image in (load_image(png), load_image(dcm), resize_shorter_side(load_image(png), 64)):
         assert image.flags.writeable and image.flags.c_contiguous
+
+
+def test_compressed_dicom_rle_lossless(tmp_path):
+    # Compressed transfer syntaxes go through pydicom's decoders (RLE Lossless needs no plugin).
+    import pydicom
+    from pydicom.uid import RLELossless
+
+    pixels = gradient(high=4000, dtype=np.uint16)
+    path = write_dicom(tmp_path / "plain.dcm", pixels, bits_stored=12, window=(2000, 4000))
+    ds = pydicom.dcmread(path)
+    ds.compress(RLELossless)
+    ds.save_as(tmp_path / "rle.dcm")
+    assert pydicom.dcmread(tmp_path / "rle.dcm").file_meta.TransferSyntaxUID == RLELossless
+    np.testing.assert_array_equal(load_image(tmp_path / "rle.dcm"), load_image(path))
+
+
+def test_jpeg_baseline_dicom_as_siim_publishes_them(tmp_path):
+    # SIIM-ACR's DICOMs carry JPEG Baseline (1.2.840.10008.1.2.4.50) pixel data; pydicom decodes it via Pillow.
+    import io
+
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    pixels = gradient(64, 64)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+    path = write_dicom(tmp_path / "j.dcm", pixels)
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(tmp_path / "j.dcm")
+    image = load_image(tmp_path / "j.dcm")
+    assert image.shape == (64, 64) and np.abs(image.astype(int) - pixels).max() <= 8
+
+
+def test_8bit_dicom_without_voi_is_kept_as_stored(tmp_path):
+    pixels = (gradient() // 2 + 40).astype(np.uint8)  # 40..167: stored display values, not to be stretched
+    np.testing.assert_array_equal(load_image(write_dicom(tmp_path / "e.dcm", pixels)), pixels)
+    inverted = load_image(write_dicom(tmp_path / "m1.dcm", pixels, photometric="MONOCHROME1"))
+    np.testing.assert_array_equal(inverted, 255 - pixels)

@@ -7,7 +7,8 @@
 - DICOM (pydicom): modality LUT / Rescale Slope+Intercept, then the VOI LUT Sequence or Window
   Center/Width (``pydicom.pixels.apply_voi_lut``, first window), then the windowed output range (the VOI LUT's
   entries, or the windowing's nominal output range) is scaled to 0..255; without any VOI the image's own
-  min..max range is used. MONOCHROME1 (white = low value) is inverted so bone is always bright.
+  min..max range is used (8-bit values without a VOI are kept as stored). MONOCHROME1 (white = low
+  value) is inverted so bone is always bright.
   Multi-frame files give their first frame; RGB DICOMs are converted to luminance.
 
 Every failure raises :class:`ImageReadError` naming the file and the cause.
@@ -143,6 +144,12 @@ def _has_voi_lut(ds) -> bool:
     return bool(seq) and seq[0].get("LUTDescriptor") is not None and seq[0].get("LUTData") is not None
 
 
+def _is_plain_8bit(ds) -> bool:
+    return (int(ds.get("BitsStored", ds.get("BitsAllocated", 16))) <= 8 and int(ds.get("PixelRepresentation", 0)) == 0
+            and ds.get("RescaleSlope") is None and ds.get("RescaleIntercept") is None
+            and not ds.get("ModalityLUTSequence"))
+
+
 def _has_window(ds) -> bool:
     return ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None
 
@@ -233,6 +240,8 @@ def _map_stored_values(values: np.ndarray, ds, photometric: str, present: np.nda
     elif _has_window(ds):
         low, high = _windowing_output_range(ds)
         values = apply_voi_lut(values, ds, prefer_lut=False)
+    elif _is_plain_8bit(ds):  # 8-bit stored values are already display values: keep them as they are
+        low, high = 0.0, 255.0
     else:
         seen = np.asarray(values, dtype=np.float64)[present] if present is not None else np.asarray(values)
         seen = seen[np.isfinite(seen)] if seen.dtype.kind == "f" else seen
