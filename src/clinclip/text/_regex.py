@@ -1,10 +1,10 @@
-"""Fast matching of many alternative regexes at once (the lexicons of rules.py and temporal.py).
+"""Fast matching of many alternative regexes at once (the lexicons of rules.py).
 
-Python's ``re`` tries the branches of an alternation one after another at every position, so a
-250-branch lexicon costs milliseconds per report. ``PhraseSet`` computes, for each branch, the set
-of characters it can start with (from the parsed pattern) and groups the branches under a
-one-character look-ahead, so at each position only the few branches that can start with the
-character there are tried. Priority between branches (earlier wins at the same position) is kept.
+Python's ``re`` tries the branches of an alternation one after another at every position, so one
+300-branch alternation costs milliseconds per report. ``WordScanner`` instead computes, from each
+parsed branch, the strings of up to five characters it can start with, and at each word start of
+the text looks the candidate branches up in a dict keyed by the next five characters: only the few
+branches that can match there are tried (about 10x faster on real reports, same matches).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ except ImportError:  # pragma: no cover - Python 3.10
     import sre_constants as _sre_constants  # type: ignore[no-redef]
     import sre_parse as _sre_parse  # type: ignore[no-redef]
 
-_ALPHABET = set(string.ascii_lowercase + string.digits + " -/'.,;:()&+<>_")
 _ANY = frozenset(chr(c) for c in range(32, 127))
 
 
@@ -99,72 +98,10 @@ def _category_chars(cat, alphabet) -> set[str]:
     return set(alphabet)
 
 
-def first_chars(pattern: str) -> frozenset[str] | None:
-    """Characters ``pattern`` can start with, or None when it may match empty / cannot be analysed."""
-    try:
-        parsed = _sre_parse.parse(pattern)
-    except re.error:
-        raise
-    chars, nullable = _first_chars(list(parsed))
-    if nullable:
-        return None
-    return chars
-
-
 @dataclass(frozen=True)
 class Branch:
     pattern: str  # regex source, no capturing groups
     key: object  # returned with each match
-
-
-class PhraseSet:
-    """Many regex branches matched as one leftmost-first alternation, with first-character dispatch.
-
-    ``finditer(text)`` yields ``(start, end, key)`` for non-overlapping matches, scanning left to
-    right; at one position the earliest branch in ``branches`` that matches wins (as in ``a|b|c``).
-    """
-
-    def __init__(self, branches: Sequence[Branch], prefix: str = "", suffix: str = "", flags: int = 0):
-        self.branches = list(branches)
-        buckets: dict[str, list[int]] = {}
-        anywhere: list[int] = []
-        for i, b in enumerate(self.branches):
-            compiled = re.compile(b.pattern, flags)
-            if compiled.groups:
-                raise ValueError(f"lexicon pattern must not contain capturing groups: {b.pattern!r}")
-            chars = first_chars(b.pattern)
-            if chars is None or len(chars) > 40:
-                anywhere.append(i)
-            else:
-                for ch in chars:
-                    buckets.setdefault(ch, []).append(i)
-        # Branches that can start anywhere are tried in every bucket, keeping the global order.
-        parts = []
-        self._group_key: dict[str, object] = {}
-        counter = 0
-
-        def alt(indices: list[int]) -> str:
-            nonlocal counter
-            out = []
-            for i in sorted(indices):
-                name = f"g{counter}"
-                counter += 1
-                self._group_key[name] = self.branches[i].key
-                out.append(f"(?P<{name}>{self.branches[i].pattern})")
-            return "|".join(out)
-
-        for ch in sorted(buckets):
-            indices = buckets[ch] + anywhere
-            parts.append(f"(?={re.escape(ch)})(?:{alt(indices)})")
-        if anywhere:
-            parts.append(f"(?:{alt(anywhere)})")
-        body = "|".join(parts) if parts else "(?!x)x"
-        self.regex = re.compile(f"{prefix}(?:{body}){suffix}", flags)
-
-    def finditer(self, text: str) -> Iterator[tuple[int, int, object]]:
-        keys = self._group_key
-        for m in self.regex.finditer(text):
-            yield m.start(), m.end(), keys[m.lastgroup]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -337,32 +274,47 @@ class WordScanner:
             self._cache[key] = cand
         return cand
 
+    def word_starts(self, text: str) -> list[int]:
+        """Positions where a word starts (share them between scanners of the same text)."""
+        return [m.start() for m in self._WORD_START.finditer(text)]
+
     def finditer(self, text: str) -> Iterator[tuple[int, int, object]]:
+        return iter(self.scan(text))
+
+    def scan(self, text: str, starts: list[int] | None = None) -> list[tuple[int, int, object]]:
+        """``(start, end, key)`` of every match, in text order (see the class doc)."""
+        if starts is None:
+            starts = self.word_starts(text)
         depth = self.depth
         cache = self._cache
+        candidates = self._candidates
+        longest = self.longest
+        out = []
         last_end = 0
-        for w in self._WORD_START.finditer(text):
-            pos = w.start()
+        for pos in starts:
             if pos < last_end:
                 continue
             key = text[pos: pos + depth]
             cand = cache.get(key)
             if cand is None:
-                cand = self._candidates(key)
-            if self.longest:
+                cand = candidates(key)
+            if not cand:
+                continue
+            if longest:
                 best_end, best_value = -1, None
                 for match, value in cand:
                     m = match(text, pos)
                     if m is not None and m.end() > best_end:
                         best_end, best_value = m.end(), value
                 if best_end >= 0:
-                    yield pos, best_end, best_value
+                    out.append((pos, best_end, best_value))
                     last_end = best_end if best_end > pos else pos + 1
                 continue
             for match, value in cand:
                 m = match(text, pos)
                 if m is not None:
                     end = m.end()
-                    yield pos, end, value
+                    out.append((pos, end, value))
                     last_end = end if end > pos else pos + 1
                     break
+        return out

@@ -1,9 +1,9 @@
 """Rule-based mention finder: CheXpert observations with NegEx-style negation and uncertainty scopes.
 
 The lexicons are YAML files in ``clinclip/text/lexicon/`` (``mentions.yaml``, ``cues.yaml``) that
-users can read and extend. Each lexicon is compiled once into a single scanner (``_regex.PhraseSet``:
-one alternation with first-character dispatch), so a report is scanned twice in total (mentions,
-cues) whatever the size of the lexicons.
+users can read and extend. Each lexicon is compiled once per process into a ``_regex.WordScanner``
+(candidate entries looked up by the first characters at each word start), so a report is scanned
+twice in total (mentions, cues) whatever the size of the lexicons.
 
 Public API: ``Mention`` and ``find_mentions(text)``.
 """
@@ -167,10 +167,10 @@ def _cue_scanner() -> tuple[WordScanner, int]:
 _CLAUSE_END = re.compile(r"[.?!;:](?!\d)|\n[ \t]*\n")
 
 
-def _cues(low: str) -> list[tuple[int, int, int]]:
+def _cues(low: str, starts: list[int] | None = None) -> list[tuple[int, int, int]]:
     """Cues and clause boundaries of a lower-cased text, in text order."""
     scanner, _ = _cue_scanner()
-    cues = list(scanner.finditer(low))
+    cues = scanner.scan(low, starts)
     bounds = [(m.start(), m.end(), _BOUNDARY) for m in _CLAUSE_END.finditer(low)]
     if not cues:
         return bounds
@@ -289,10 +289,12 @@ def _lower(text: str) -> str:
 def _scan(text: str) -> list[tuple[int, int, _Entry, str]]:
     """(start, end, entry, assertion) for every non-excluded mention, in text order."""
     low = _lower(text)
-    found = [(s, e, entry) for s, e, entry in _mention_scanner().finditer(low) if not entry.exclude]
+    scanner = _mention_scanner()
+    starts = scanner.word_starts(low)
+    found = [(s, e, entry) for s, e, entry in scanner.scan(low, starts) if not entry.exclude]
     if not found:
         return []
-    assertions = _assertions(found, _cues(low), _cue_scanner()[1])
+    assertions = _assertions(found, _cues(low, starts), _cue_scanner()[1])
     return [(s, e, entry, a) for (s, e, entry), a in zip(found, assertions)]
 
 
