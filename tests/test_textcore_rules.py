@@ -183,3 +183,26 @@ def test_long_report_is_labelled():
     text = "Small left effusion. " + "The lungs are clear. " * 2500  # ~50 kB
     row = RuleLabeler().label([text])[0]
     assert row[OBSERVATIONS.index("Pleural Effusion")] == P
+
+
+def test_word_scanner_matches_the_plain_alternation():
+    """The dispatching scanner finds exactly what one big leftmost-first regex alternation finds."""
+    import re
+
+    from clinclip.text._regex import Branch, WordScanner
+
+    patterns = [r"\bno\b", r"\bno evidence of\b", r"\b(?:the\s+)?heart(?:\s+size)?\s+is\s+normal\b",
+                r"\bpneumo\w*", r"\bpleural (?:effusions?|fluid)\b", r"\beffusions?\b", r"\b(?:a|an)\b",
+                r"\bx-?ray\b", r"\b\d+(?:\.\d+)?\s*cm\b", r"\b(?:mild|moderate)(?:ly)?\s+enlarged\b"]
+    branches = [Branch(p, i) for i, p in enumerate(patterns)]
+    reference = re.compile("|".join(f"(?P<g{i}>{p})" for i, p in enumerate(patterns)))
+    scanner = WordScanner(branches)
+    texts = ["no evidence of pleural effusion. the heart size is normal. a 1.5 cm pneumothorax, x-ray",
+             "mildly enlarged heart; no effusions, no pneumonia or pneumothoraces. an xray", ""]
+    for text in texts:
+        expected = [(m.start(), m.end(), int(m.lastgroup[1:])) for m in reference.finditer(text)]
+        assert scanner.scan(text) == expected
+    longest = WordScanner(branches, longest=True).scan("no evidence of effusion")
+    assert longest[0] == (0, 14, 1)  # "no evidence of" beats "no"
+    with pytest.raises(ValueError, match="word character"):
+        WordScanner([Branch(r"\s*resolved", 0)])
