@@ -34,12 +34,10 @@ def label(
 ) -> None:
     """Label reports with the 14 CheXpert observations.
 
-    Writes the CheXpert labeler's CSV: a ``Reports`` column, then the 14 observations in its order,
-    values 1.0 / 0.0 / -1.0 / empty. Every input row gives one output row; rows that could not be
-    read or are empty keep empty labels and are listed at the end.
+    Writes the CheXpert labeler's CSV: a Reports column, then the 14 observations in its order, values 1.0 / 0.0 / -1.0 / empty. Every input row gives one output row; rows that could not be read or are empty keep empty labels and are listed at the end.
 
     Example: clinclip text label --input reports.csv --text-column report --out labels.csv
-    """
+    """  # noqa: E501 (one line per paragraph: the help text is reflowed by the terminal)
     import numpy as np
     import pandas as pd
     from tqdm import tqdm
