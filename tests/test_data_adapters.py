@@ -29,10 +29,6 @@ def rows_by(frame: pd.DataFrame, key: str = "image_id") -> dict[str, dict]:
     return {str(r[key]): r for r in frame.to_dict("records")}
 
 
-def same(a, b) -> bool:
-    return (isinstance(a, float) and math.isnan(a) and isinstance(b, float) and math.isnan(b)) or a == b
-
-
 def skipped(out) -> pd.DataFrame:
     return pd.read_csv(out.with_name(out.name.split(".")[0] + ".skipped.csv"), dtype=str)
 
