@@ -331,14 +331,16 @@ class _Trainer:
                     s.dataset, batch_size=s.per_rank, sampler=s.sampler, collate_fn=collate, drop_last=True,
                     num_workers=cfg.num_workers, pin_memory=s.model.device.type == "cuda", generator=generator)
                 for batch in loader:
-                    pos["batch_in_epoch"] += 1
                     for path, reason, error in batch["skipped"]:
                         s.skipped.add(path, reason, error)
                     rows_here = int(batch["indices"].numel())
                     if ctx.min_int(rows_here) == 0:  # some rank lost its whole batch: skip the step everywhere
                         s.skipped_batches += 1
+                        pos["batch_in_epoch"] += 1
                         continue
                     record = self._step(s, batch)
+                    # The data position moves with the step, so a checkpoint never skips or repeats a batch.
+                    pos["batch_in_epoch"] += 1
                     pos["step"] += 1
                     window_samples += record["global_batch"]
                     bar.update(1)
