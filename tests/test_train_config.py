@@ -103,3 +103,34 @@ def test_no_weight_decay_on_biases_norms_and_logit_scale():
     assert {id(p) for p in no_decay["params"]} == {id(model.proj.bias), id(model.norm.weight),
                                                    id(model.norm.bias), id(model.logit_scale)}
     assert no_decay["weight_decay"] == 0.0
+
+
+def test_run_log_truncates_on_resume_and_feeds_tensorboard(tmp_path, monkeypatch):
+    import json
+    import sys
+    import types
+
+    from clinclip.train.loop import _RunLog
+
+    scalars = []
+
+    class FakeWriter:  # stands in for torch.utils.tensorboard.SummaryWriter (tensorboard is optional)
+        def __init__(self, logdir):
+            self.logdir = logdir
+
+        def add_scalar(self, tag, value, step):
+            scalars.append((tag, value, step))
+
+        def close(self):
+            scalars.append("closed")
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    rows = [{"event": "start", "step": 0}] + [{"step": s, "loss": 1.0 / s} for s in (1, 2, 3, 4)]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 5, "lo')
+    log = _RunLog(tmp_path, enabled=True, tensorboard=True, keep_until_step=2)
+    assert [r["step"] for r in log.history] == [1, 2]  # steps after the checkpoint and the cut line are gone
+    log.write({"step": 3, "loss": 0.5, "lr": 1e-3, "components": {"I-T": 0.25}})
+    log.close()
+    kept = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert kept == [1, 2, 3]
+    assert ("train/loss", 0.5, 3) in scalars and ("loss/I-T", 0.25, 3) in scalars and scalars[-1] == "closed"
