@@ -29,6 +29,14 @@ def test_good_answers_invalid_json_fallback_and_retry(tmp_path):
         assert len(server.requests) == 4
 
 
+def test_rate_limit_and_timeout_are_retried(tmp_path):
+    with FakeServer() as server:
+        backend = LLMTextBackend(LLMClient(_config(server, tmp_path, timeout_s=0.3)))
+        out = backend.split_sentences(["RATE429 Mild cardiomegaly.", "SLOW No pneumothorax."])
+        assert out == [["RATE429 Mild cardiomegaly."], ["SLOW No pneumothorax."]]
+        assert backend.client.counts["retries"] == 2 and not backend.counts
+
+
 def test_cache_hit_sends_no_second_request(tmp_path):
     with FakeServer() as server:
         client = LLMClient(_config(server, tmp_path))

@@ -108,6 +108,8 @@ class FakeServer:
                         server.in_flight -= 1
                 if status != 200:
                     self.send_response(status)
+                    if status == 429:
+                        self.send_header("Retry-After", "0")
                     self.end_headers()
                     self.wfile.write(b'{"error": "overloaded"}')
                     return
@@ -134,6 +136,10 @@ class FakeServer:
                 return 200, "Sure! Here are the sentences: no pleural effusion"
             if "FAIL500" in report and first:
                 return 500, ""
+            if "RATE429" in report and first:
+                return 429, ""
+            if "SLOW" in report and first:
+                time.sleep(1.0)  # longer than the client's timeout in the test
             parts = [p.strip(" .") for p in re.split(r"\.|\bor\b", report) if p.strip(" .")]
             neg = report.lower().startswith("no ")
             return 200, json.dumps({"sentences": [("No " if neg and not p.lower().startswith("no") else "")
