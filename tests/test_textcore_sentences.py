@@ -48,6 +48,9 @@ def test_mimic_sections():
     ("INDICATION: chest pain\nLungs are clear.", "", ""),  # text under INDICATION is not a finding
     ("", "", ""),
     ("   \n ", "", ""),
+    # CheXpert Plus style
+    ("NARRATIVE: CHEST 2 VIEWS\nFINDINGS: Lungs clear.\nIMPRESSION:\n1. No acute disease.\nEND OF IMPRESSION\n"
+     "SUMMARY:\n1-NORMAL\nACCESSION NUMBER: 123", "Lungs clear.", "1. No acute disease."),
 ])
 def test_sections_table(report, findings, impression):
     assert extract_sections(report) == {"findings": findings, "impression": impression}

@@ -30,7 +30,8 @@ _DROP_NAMES = (
     "notification", "recommendation", "recommendations", "addendum", "attending", "signed by",
     "electronically signed by", "dictated by", "reported by", "referring physician", "provider",
     "exam date", "date", "time", "accession number", "clinical question", "question", "request",
-    "clinical", "hx", "ind", "cc", "dx", "note",
+    "clinical", "hx", "ind", "cc", "dx", "note", "narrative", "accession", "accession number",
+    "exam code", "procedure code", "order", "ordering physician",
 )
 _KIND = {**{n: "findings" for n in _FINDINGS_NAMES}, **{n: "impression" for n in _IMPRESSION_NAMES},
          **{n: "drop" for n in _DROP_NAMES}}
@@ -99,6 +100,19 @@ def strip_admin(text: str) -> str:
     return re.sub(r"[ \t]{2,}", " ", _ADMIN_SENTENCE.sub("", text)).strip()
 
 
+# CheXpert Plus style endings: "END OF IMPRESSION" closes the impression; "4-POSSIBLE SIGNIFICANT
+# FINDINGS, MAY NEED ACTION" summary-code lines are not findings.
+_END_OF_SECTION = re.compile(r"\bEND\s+OF\s+(?:IMPRESSION|REPORT|FINDINGS)\b.*", re.IGNORECASE | re.DOTALL)
+_SUMMARY_CODE = re.compile(r"^[ \t]*\d-[A-Z][A-Z ,/-]*$", re.MULTILINE)
+
+
+def _clean(section: str) -> str:
+    section = _END_OF_SECTION.sub("", section)
+    if "-" in section:
+        section = _SUMMARY_CODE.sub("", section)
+    return strip_admin(section.strip())
+
+
 def extract_sections(report: str) -> dict[str, str]:
     """``{"findings": str, "impression": str}`` of a free-text report ("" where absent).
 
@@ -119,7 +133,7 @@ def extract_sections(report: str) -> dict[str, str]:
     if not findings and not impression:
         # No findings/impression header: the text outside known other sections is the findings.
         findings = "\n".join(p.strip() for p in parts["preamble"] if p.strip())
-    return {"findings": strip_admin(findings), "impression": strip_admin(impression)}
+    return {"findings": _clean(findings), "impression": _clean(impression)}
 
 
 def report_body(report: str) -> str:
