@@ -19,7 +19,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from clinclip.errors import ClinclipError
-from clinclip.observations import FINDINGS, NO_FINDING, OBSERVATIONS
+from clinclip.observations import NO_FINDING, OBSERVATIONS
 from clinclip.text.rules import NEGATIVE, OTHER_FINDING, POSITIVE, UNCERTAIN, scan_observations
 
 _INDEX = {name: i for i, name in enumerate(OBSERVATIONS)}
@@ -173,7 +173,7 @@ def get_labeler(backend: str = "rules", **kwargs) -> Labeler:
     raise ClinclipError(f"unknown labeler backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["RuleLabeler", "CsvLabeler", "get_labeler", "aggregate", "BACKENDS", "FINDINGS"]
+__all__ = ["RuleLabeler", "CsvLabeler", "get_labeler", "aggregate", "positive_agreement", "BACKENDS"]
 
 
 def positive_agreement(pred: np.ndarray, gold: "dict[str, Sequence[float]]") -> "list[dict]":
