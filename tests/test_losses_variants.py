@@ -178,3 +178,8 @@ def test_round_trip_and_derived_requires():
     data.pop("requires")
     data["hard_negatives"] = True
     assert LossConfig.from_dict(data).requires == ["hard_negatives"]
+
+
+def test_world_size_without_process_group_is_refused():
+    with pytest.raises(RuntimeError, match="not initialised"):
+        ClinClipLoss("clip", rank=0, world_size=2)
