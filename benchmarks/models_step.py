@@ -6,6 +6,10 @@ Compares what each variant family asks of the model: image+text (clip), + hard-n
 phrases), phrase embeddings warmed up once as training does.
 
     python benchmarks/models_step.py [--batch 64] [--steps 6] [--threads 2] [--preset tiny]
+
+On a shared machine wall time is meaningless and multi-threaded CPU time is inflated by OpenMP spin-waits;
+``--threads 1`` and the CPU-seconds column give a load-independent comparison (ideal 2-thread wall time is
+about half of it).
 """
 
 from __future__ import annotations
