@@ -300,7 +300,7 @@ class _TargetMixer:
         if key in self._cache:
             return self._cache[key]
         if kind == "rows" and "all" in self.kinds:
-            full, constant_all = self.mixed("all", weights)
+            full, _ = self.mixed("all", weights)
             batch = next(iter(self.streams.values())).batch
             constant = sum(w * self.streams[k].negent_rows[:batch].sum() for k, w in weights.items())
             self._cache[key] = (full[:batch], constant)
