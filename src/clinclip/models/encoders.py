@@ -111,8 +111,9 @@ def load_encoder(path_or_name: str | Path, device: str | torch.device = "cpu",
         architecture, tag = _parse_open_clip(spec, pretrained)
         return OpenClipEncoder(architecture, tag, device)
     directory = Path(spec).expanduser()
+    hub_name = None
     if not directory.exists():
-        directory = _hub_snapshot(spec)
+        directory, hub_name = _hub_snapshot(spec), spec
     kind = detect_model_kind(directory)
     if kind == "clinclip":
         from clinclip.models.model import ClinClipModel
@@ -122,8 +123,15 @@ def load_encoder(path_or_name: str | Path, device: str | torch.device = "cpu",
         from clinclip.models.hf_clip import HfClipModel
 
         model = HfClipModel.from_hf_directory(directory)
-    return ModelEncoder(model, name=directory.name if kind == "clinclip" else f"{kind}:{directory.name}",
-                        device=device)
+    name = f"{kind}:{hub_name}" if hub_name else _display_name(directory, kind)
+    return ModelEncoder(model, name=name, device=device)
+
+
+def _display_name(directory: Path, kind: str) -> str:
+    # Training writes RUN/model/: name such a model after its run, not "model".
+    resolved = directory.resolve()
+    name = resolved.parent.name if resolved.name == "model" and resolved.parent.name else resolved.name
+    return name if kind == "clinclip" else f"{kind}:{name}"
 
 
 def _hub_snapshot(name: str) -> Path:
