@@ -93,6 +93,7 @@ CASES = [
     ("Interval resolution of the left pleural effusion.", {"Pleural Effusion": N}),
     ("Interval removal of the endotracheal tube.", {"Support Devices": N}),
     ("The nasogastric tube has been removed.", {"Support Devices": N}),
+    ("The endotracheal tube has been withdrawn and is now 4 cm above the carina.", {"Support Devices": P}),
     ("No change in the small left effusion.", {"Pleural Effusion": P}),
     ("Unchanged moderate cardiomegaly.", {"Cardiomegaly": P}),
     ("No interval increase in the left effusion.", {"Pleural Effusion": P}),

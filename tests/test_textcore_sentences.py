@@ -106,6 +106,8 @@ def test_split_sentences(text, expected):
      ["Moderate bilateral pleural effusions.", "Adjacent atelectasis."]),
     ("Endotracheal tube with tip 4 cm above the carina.", ["Endotracheal tube with tip 4 cm above the carina."]),
     ("Opacity compatible with scarring or atelectasis.", ["Opacity compatible with scarring or atelectasis."]),
+    ("The left-sided chest tube has been removed, with no evidence of pneumothorax.",
+     ["The left-sided chest tube has been removed.", "No evidence of pneumothorax."]),
     # lead-in not at the start: split only when each part keeps its assertion
     ("Specifically, no evidence of focal consolidation, pneumothorax, or pleural effusion.",
      ["Specifically, no evidence of focal consolidation.", "Specifically, no evidence of pneumothorax.",
@@ -148,6 +150,14 @@ def test_split_single_entity(sentence, expected):
      "Frontal (on two cassettes) and lateral views show a cardiomediastinal silhouette."),
     ("Heart size is difficult to assess but likely enlarged.",
      "Heart size is difficult to assess but likely enlarged."),
+    ("Compared to chest radiographs ___ through ___, there is new mild pulmonary edema.",
+     "There is mild pulmonary edema."),
+    ("The previously noted left lower lobe opacity has nearly resolved.", "Left lower lobe opacity."),
+    ("Cardiomegaly is again noted and unchanged.", "Cardiomegaly is noted."),
+    ("In comparison with the study of ___, there is little change.", None),
+    # "withdrawn" = pulled back, still present
+    ("The endotracheal tube has been withdrawn and is now 4 cm above the carina.",
+     "The endotracheal tube has been withdrawn and is now 4 cm above the carina."),
 ])
 def test_rewrite_sentence(sentence, expected):
     assert rewrite_sentence(sentence) == expected

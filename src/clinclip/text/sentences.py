@@ -275,7 +275,7 @@ def _split_single_entity(sentence: str) -> list[str]:
     return out
 
 
-_WITH = re.compile(r"\s*,?\s+(?P<word>without|with)\s+(?!(?:no|a\s+few|the\s+tip|its\s+tip|tip)\b)", re.IGNORECASE)
+_WITH = re.compile(r"\s*,?\s+(?P<word>without|with)\s+(?!(?:a\s+few|the\s+tip|its\s+tip|tip)\b)", re.IGNORECASE)
 
 
 def _split_with(body: str, end_punct: str) -> list[str] | None:

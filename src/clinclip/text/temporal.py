@@ -50,7 +50,7 @@ def _compiled() -> dict:
     # Whole sentence is a comparison / change-only statement.
     c["only_compare"] = re.compile(
         rf"^(?:(?:as\s+)?(?:compared|in\s+comparison|when\s+compared)\s+(?:to|with)\b[^,;]*"
-        rf"|comparison\b.*|(?:there\s+(?:has\s+been|is|are)\s+)?no\s+(?:(?:significant|substantial|appreciable|definite|major|other|further|interval|radiographic|visible|apparent|new|acute|overall|gross|notable|marked|measurable|real)\s+)*"
+        rf"|comparison\b.*|(?:there\s+(?:has\s+been|is|are)\s+)?(?:no|little|minimal|only\s+minimal|very\s+little)\s+(?:(?:significant|substantial|appreciable|definite|major|other|further|interval|radiographic|visible|apparent|new|acute|overall|gross|notable|marked|measurable|real)\s+)*"
         rf"(?:interval\s+)?(?:change|changes|difference|progression|worsening|improvement)"
         rf"(?:\s+(?:since|from|compared\s+(?:to|with)|when\s+compared\s+(?:to|with)|relative\s+to|in\s+comparison\s+(?:to|with)|as\s+compared\s+(?:to|with))\b.*)?)$", I)
     # Leading comparison clause: "Compared to the prior study, ..." / "Since the last exam, ..."
@@ -70,7 +70,7 @@ def _compiled() -> dict:
     c["change_and"] = re.compile(rf"\s+(?:and|or)\s+(?:(?:{intensity})\s+)?(?:{change})(?=\s)", I)
     # Trailing change predicate: "... is unchanged", ", stable", "... has increased in size".
     c["trail_change"] = re.compile(
-        rf"(?:,\s*(?:which\s+|that\s+)?(?:{be}\s+)?|\s+(?:which\s+|that\s+)?(?:{be}\s+)?(?:(?:{intensity})\s+)?|\s+(?:has|have)\s+(?:(?:{intensity})\s+)?)"
+        rf"(?:,\s*(?:which\s+|that\s+)?(?:{be}\s+)?|\s+(?:and|but)\s+(?:{be}\s+)?|\s+(?:which\s+|that\s+)?(?:{be}\s+)?(?:(?:{intensity})\s+)?|\s+(?:has|have)\s+(?:(?:{intensity})\s+)?)"
         rf"(?:(?:{intensity})\s+)?(?:{change}|{comparative}|increased|decreased|improved|worsened|progressed|grown|"
         rf"diminished|regressed|cleared\s+somewhat|partially\s+(?:resolved|cleared))"
         rf"(?:\s+(?:in|and)\s+(?:size|appearance|extent|position|configuration|degree|conspicuity|prominence|severity|distribution)"
@@ -79,13 +79,17 @@ def _compiled() -> dict:
     # Resolution: now absent.
     c["resolution_lead"] = re.compile(
         rf"^(?:(?:there\s+(?:has\s+been|is)\s+)?(?:an?\s+)?(?:interval\s+|complete\s+|near[- ]complete\s+)?"
-        rf"(?:resolution|removal|clearing|clearance|withdrawal|disappearance)\s+of\s+){det}(?P<x>.+)$", I)
+        rf"(?:resolution|removal|clearing|clearance|disappearance)\s+of\s+){det}(?P<x>.+)$", I)
     c["resolution_trail"] = re.compile(
         rf"^{det}(?P<x>.+?)\s+(?:(?:has|have|had)\s+(?:since\s+|now\s+|completely\s+|interval\s+)?"
         rf"(?:been\s+)?|(?:is|are|was|were)\s+(?:now\s+)?)?"
-        rf"(?:(?:since|now|completely|entirely|interval)\s+)?(?:resolved|cleared|removed|withdrawn|disappeared|gone|no\s+longer\s+(?:seen|visualized|present|evident|identified|demonstrated|visible|appreciated))"
+        rf"(?:(?:since|now|completely|entirely|interval)\s+)?(?:resolved|cleared|removed|disappeared|gone|no\s+longer\s+(?:seen|visualized|present|evident|identified|demonstrated|visible|appreciated))"
         rf"(?:\s+(?:in\s+the\s+interval|since.*|from.*|compared.*|on\s+the.*))?$", I)
-    c["partial_resolution"] = re.compile(r"\b(?:nearly|almost|largely|mostly|partially|partly|incompletely)\s+(?:resolved|cleared)\b", I)
+    c["partial_resolution"] = re.compile(
+        r"(?:\s+(?:has|have|had|is|are|was|were)(?:\s+been)?)?\s*\b(?:nearly|almost|largely|mostly|partially|partly|"
+        r"incompletely)\s+(?:resolved|cleared)\b", I)
+    c["previously"] = re.compile(
+        r"\b(?:the\s+)?previously\s+(?:noted|seen|described|demonstrated|identified|visualized|present|reported)\s+", I)
     # "No change in (the) X" -> "X"
     c["no_change_in"] = re.compile(
         rf"^(?:there\s+(?:has\s+been|is)\s+)?no\s+(?:(?:significant|substantial|appreciable|definite|major|interval|radiographic|apparent|gross|overall)\s+)*"
@@ -156,6 +160,9 @@ def rewrite_sentence(sentence: str) -> str | None:
         return None
     if c["triggers"].isdisjoint(c["words"].findall(s.lower())):
         return _sentence_case(s) + "."
+    stripped = c["lead_clause"].sub("", s)
+    if stripped != s and stripped:
+        s = _sentence_case(stripped)
     if c["only_compare"].match(s) or c["comparison_lead"].match(s) and s[:4].lower() == "comp":
         # Drop a comparison-only sentence; if it also states findings, keep what follows the
         # comparison ("No interval change, no infiltrates." -> "No infiltrates.").
@@ -190,6 +197,7 @@ def rewrite_sentence(sentence: str) -> str | None:
         if m:
             s = m.group("x")
             break
+    s = c["previously"].sub("", s)
     s = c["again_lead"].sub("", s)
     s = c["again_mid"].sub("", s)
     s = c["redemonstrated"].sub("seen", s)
