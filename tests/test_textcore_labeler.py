@@ -123,7 +123,7 @@ def test_cli_label_csv(tmp_path):
     assert labels.loc[2, "Cardiomegaly"] == 0.0 and labels.loc[2, "No Finding"] == 1.0
     assert labels.loc[3, "Cardiomegaly"] == 1.0
     assert "row 3: empty report" in result.output
-    assert "characters" in result.output  # the 50 kB report is reported as truncated
+    assert "unusually long report" in result.output  # the 50 kB report is labelled in full and flagged
 
 
 def test_cli_label_folder_and_errors(tmp_path):

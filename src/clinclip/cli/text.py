@@ -13,7 +13,7 @@ from clinclip.cli.errors import user_errors
 text_app = typer.Typer(help="Report text pipeline: sections, sentences, labels, hard negatives, graphs.",
                        no_args_is_help=True)
 
-_MAX_REPORT_CHARS = 20_000  # longer texts are labelled on their first 20k characters (and reported)
+_LONG_REPORT_CHARS = 20_000  # a chest X-ray report is ~1-2k characters: longer ones are flagged
 
 
 @text_app.command("label")
@@ -73,10 +73,9 @@ def label(
             problems.append(f"{source}: empty report")
             texts.append("")
             continue
-        if len(report) > _MAX_REPORT_CHARS:
-            problems.append(f"{source}: report of {len(report):,} characters; labelled its first "
-                            f"{_MAX_REPORT_CHARS:,}")
-            report = report[:_MAX_REPORT_CHARS]
+        if len(report) > _LONG_REPORT_CHARS:
+            problems.append(f"{source}: unusually long report ({len(report):,} characters; labelled in full, "
+                            f"check that it is one report)")
         body = report_body(report) if sections else report
         if not body.strip():
             problems.append(f"{source}: no findings/impression text")
@@ -109,8 +108,8 @@ def label(
         typer.secho(f"{missing:,} report(s) have no row in {labels_file} (key column {key_column!r}); "
                     f"their labels are empty", fg=typer.colors.YELLOW, err=True)
     if problems:
-        typer.secho(f"{len(problems):,} report(s) kept with empty labels or truncated:", fg=typer.colors.YELLOW,
-                    err=True)
+        typer.secho(f"{len(problems):,} report(s) to check (empty ones keep their row with empty labels):",
+                    fg=typer.colors.YELLOW, err=True)
         for line in problems[:50]:
             typer.secho(f"  {line}", err=True)
         if len(problems) > 50:
