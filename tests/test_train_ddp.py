@@ -41,3 +41,36 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     one = [r["loss"] for r in single.history]
     assert steps[0]["loss"] == pytest.approx(one[0], abs=1e-5)  # same weights, same global batch
     assert steps[1]["loss"] == pytest.approx(one[1], abs=1e-4)  # and the same update (gradients averaged right)
+
+
+@pytest.mark.slow
+def test_sigkilled_cli_run_resumes_to_the_uninterrupted_losses(tmp_path):
+    """A real kill (SIGKILL of the `clinclip train` process mid-run), then `--resume` to the end."""
+    import signal
+    import time
+
+    manifest = make_prepared_manifest(tmp_path, n_rows=16)
+    values = small_overrides(manifest, tmp_path / "killed", steps=10, save_every=4, **{"data.augment": True})
+    args = [f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in values.items()]
+    command = [sys.executable, "-m", "clinclip.cli.main", "train", "clip-ng-dtcg", *args]
+    log_path = tmp_path / "killed" / "log.jsonl"
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            steps = [json.loads(line).get("step", 0) for line in log_path.read_text().splitlines()
+                     if line.endswith("}")] if log_path.exists() else []
+            if steps and max(steps) >= 6:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = run_training(TrainConfig.from_presets("tiny", "clip-ng-dtcg", {
+        **values, "out_dir": str(tmp_path / "straight")}))
+    losses = [json.loads(line) for line in log_path.read_text().splitlines()]
+    losses = [r["loss"] for r in losses if "event" not in r]
+    assert losses == pytest.approx([r["loss"] for r in straight.history], abs=1e-6, rel=0)
