@@ -21,71 +21,6 @@ except ImportError:  # pragma: no cover - Python 3.10
     import sre_constants as _sre_constants  # type: ignore[no-redef]
     import sre_parse as _sre_parse  # type: ignore[no-redef]
 
-_ANY = frozenset(chr(c) for c in range(32, 127))
-
-
-def _first_chars(items, alphabet=_ANY) -> tuple[frozenset[str], bool]:
-    """(characters a parsed (sub)pattern can start with, whether it can match the empty string)."""
-    c = _sre_constants
-    firsts: set[str] = set()
-    for op, av in items:
-        if op is c.LITERAL:
-            firsts.add(chr(av))
-            return frozenset(firsts), False
-        if op is c.NOT_LITERAL:
-            firsts |= alphabet - {chr(av)}
-            return frozenset(firsts), False
-        if op is c.ANY:
-            return alphabet, False
-        if op is c.IN:
-            chars: set[str] = set()
-            negate = False
-            for kind, val in av:
-                if kind is c.NEGATE:
-                    negate = True
-                elif kind is c.LITERAL:
-                    chars.add(chr(val))
-                elif kind is c.RANGE:
-                    chars |= {chr(x) for x in range(val[0], val[1] + 1)}
-                elif kind is c.CATEGORY:
-                    chars |= _category_chars(val, alphabet)
-                else:  # unknown member: be safe
-                    chars |= alphabet
-            firsts |= (alphabet - chars) if negate else chars
-            return frozenset(firsts), False
-        if op is c.AT or op in (c.ASSERT, c.ASSERT_NOT):
-            continue  # zero-width: look at what follows
-        if op is c.BRANCH:
-            nullable = False
-            for branch in av[1]:
-                f, n = _first_chars(branch, alphabet)
-                firsts |= f
-                nullable |= n
-            if not nullable:
-                return frozenset(firsts), False
-            continue
-        if op is c.SUBPATTERN:
-            f, n = _first_chars(av[-1], alphabet)
-            firsts |= f
-            if not n:
-                return frozenset(firsts), False
-            continue
-        if op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)):
-            lo, _hi, sub = av
-            f, n = _first_chars(sub, alphabet)
-            firsts |= f
-            if lo > 0 and not n:
-                return frozenset(firsts), False
-            continue
-        if op is getattr(c, "ATOMIC_GROUP", None):
-            f, n = _first_chars(av, alphabet)
-            firsts |= f
-            if not n:
-                return frozenset(firsts), False
-            continue
-        return alphabet, True  # anything else (GROUPREF, ...): no dispatch possible
-    return frozenset(firsts), True
-
 
 def _category_chars(cat, alphabet) -> set[str]:
     c = _sre_constants
@@ -110,8 +45,8 @@ class Branch:
 _PRINTABLE = frozenset(chr(c) for c in range(32, 127)) | frozenset("\t\n\r\x0b\x0c")
 
 
-def _char_set(av) -> tuple[frozenset[str], bool]:
-    """(characters of an IN node, whether it was negated / open-ended)."""
+def _char_set(av) -> frozenset[str]:
+    """Characters of a parsed character class (an IN node)."""
     c = _sre_constants
     chars: set[str] = set()
     negate = False
@@ -125,10 +60,8 @@ def _char_set(av) -> tuple[frozenset[str], bool]:
         elif kind is c.CATEGORY:
             chars |= _category_chars(val, _PRINTABLE)
         else:
-            return _PRINTABLE, True
-    if negate:
-        return frozenset(_PRINTABLE - chars), True
-    return frozenset(chars), False
+            return _PRINTABLE
+    return frozenset(_PRINTABLE - chars) if negate else frozenset(chars)
 
 
 class _TooBig(Exception):
@@ -164,7 +97,7 @@ def _expand_item(item, n: int, cap: int) -> set[str]:
     if op is c.ANY:
         return set(_PRINTABLE)
     if op is c.IN:
-        return set(_char_set(av)[0])
+        return set(_char_set(av))
     if op is c.AT or op in (c.ASSERT, c.ASSERT_NOT):
         return {""}
     if op is c.BRANCH:
@@ -205,15 +138,13 @@ def _expand_item(item, n: int, cap: int) -> set[str]:
 
 
 def _first_is_open(parsed) -> bool:
-    """Whether the pattern can start with a negated class / any character (no safe dispatch)."""
+    """Whether the pattern can match the empty string or start with (almost) any character, e.g. a
+    negated class: no safe dispatch on its first characters."""
     try:
-        for s in _expand_seq(list(parsed), 1, 10_000):
-            if s and s not in _PRINTABLE:
-                return True
-        chars = _first_chars(list(parsed), _PRINTABLE)
-        return chars[1] or len(chars[0]) > 60
+        firsts = _expand_seq(list(parsed), 1, 10_000)
     except _TooBig:
         return True
+    return "" in firsts or len(firsts) > 60
 
 
 class WordScanner:
