@@ -72,11 +72,6 @@ def _wrap(pattern: str) -> str:
     return rf"\b(?:{pattern}){tail}"
 
 
-def _length_key(pattern: str) -> int:
-    """Approximate literal length of a pattern (longer first within a priority class)."""
-    return len(re.sub(r"\\[a-z]|[()?:*+|\[\]{}^$\\]", "", pattern))
-
-
 @dataclass(frozen=True)
 class _Entry:
     observations: tuple[str, ...]
@@ -103,7 +98,7 @@ def _mention_scanner() -> WordScanner:
         for pat in item.get("patterns") or []:
             statements.append(Branch(_wrap(_expand_macros(pat, macros)), _Entry(observations, fixed_assertion)))
     fixed: dict[str, list[Branch]] = {UNCERTAIN: [], NEGATIVE: [], POSITIVE: []}
-    plain: list[tuple[int, Branch]] = []
+    plain: list[Branch] = []
     for obs, spec in (data.get("observations") or {}).items():
         if obs not in OBSERVATIONS:
             raise ValueError(f"lexicon mentions.yaml: unknown observation {obs!r}")
@@ -117,26 +112,22 @@ def _mention_scanner() -> WordScanner:
         for pat in spec.get("mentions") or []:
             imp = tuple(v for k, v in implied.items() if re.fullmatch(pat, k))
             src = _expand_macros(pat, macros)
-            plain.append((_length_key(src), Branch(_wrap(src), _Entry((obs,), None, implies_uncertain=imp))))
+            plain.append(Branch(_wrap(src), _Entry((obs,), None, implies_uncertain=imp)))
     for pat in data.get("normal") or []:
         fixed[POSITIVE].insert(0, Branch(_wrap(_expand_macros(pat, macros)), _Entry((NO_FINDING,), POSITIVE)))
     for pat in data.get("other_findings") or []:
         src = _expand_macros(pat, macros)
-        plain.append((_length_key(src), Branch(_wrap(src), _Entry((OTHER_FINDING,), None))))
+        plain.append(Branch(_wrap(src), _Entry((OTHER_FINDING,), None)))
 
     # The same phrase may be a mention of several observations (e.g. "hydropneumothorax"): merge.
-    merged: dict[str, _Entry] = {}
-    order: list[tuple[int, str]] = []
-    for length, br in plain:
-        if br.pattern in merged:
-            old = merged[br.pattern]
-            merged[br.pattern] = _Entry(old.observations + br.key.observations, None,
-                                        implies_uncertain=old.implies_uncertain + br.key.implies_uncertain)
-        else:
-            merged[br.pattern] = br.key
-            order.append((length, br.pattern))
-    order.sort(key=lambda x: -x[0])  # stable: longest first
-    plain_branches = [Branch(p, merged[p]) for _, p in order]
+    merged: dict[str, _Entry] = {}  # insertion-ordered: file order
+    for br in plain:
+        old = merged.get(br.pattern)
+        merged[br.pattern] = br.key if old is None else _Entry(
+            old.observations + br.key.observations, None,
+            implies_uncertain=old.implies_uncertain + br.key.implies_uncertain)
+    plain_branches = [Branch(p, entry) for p, entry in merged.items()]
+    # Longest match wins (WordScanner); this order only breaks ties between equally long matches.
     branches = excludes + statements + fixed[UNCERTAIN] + fixed[NEGATIVE] + fixed[POSITIVE] + plain_branches
     return WordScanner(branches, longest=True)
 
@@ -153,13 +144,9 @@ _BOUNDARY = 10
 def _cue_scanner() -> tuple[WordScanner, int]:
     data = _read_yaml("cues.yaml")
     macros = {k: v for k, v in (data.get("macros") or {}).items()}
-    ranked: list[tuple[int, int, str]] = []
-    for cls_index, cls in enumerate(_CUE_CLASSES):
-        for p in data.get(cls) or []:
-            p = _expand_macros(p, macros)
-            ranked.append((-_length_key(p), cls_index, p))
-    ranked.sort(key=lambda x: (x[0], x[1]))  # longest first, then class order
-    branches = [Branch(_wrap(p), cls_index) for _, cls_index, p in ranked]
+    # Longest match wins (WordScanner); between equally long matches the class listed first wins.
+    branches = [Branch(_wrap(_expand_macros(p, macros)), cls_index)
+                for cls_index, cls in enumerate(_CUE_CLASSES) for p in data.get(cls) or []]
     return WordScanner(branches, longest=True), int(data.get("post_window", 80))
 
 
