@@ -273,8 +273,10 @@ def _lower(text: str) -> str:
     return low if low.isascii() else _NON_ASCII.sub(" ", low)
 
 
-def _scan(text: str) -> list[tuple[int, int, _Entry, str]]:
-    """(start, end, entry, assertion) for every non-excluded mention, in text order."""
+def scan_spans(text: str) -> list[tuple[int, int, _Entry, str]]:
+    """(start, end, entry, assertion) of every non-excluded mention, in text order: the raw form of
+    ``find_mentions`` (``entry.observations`` may hold several observations, or OTHER_FINDING), used
+    by the sentence splitter and the temporal rewriter."""
     low = _lower(text)
     scanner = _mention_scanner()
     starts = scanner.word_starts(low)
@@ -293,7 +295,7 @@ def find_mentions(text: str, include_other: bool = False) -> list[Mention]:
     (observation ``OTHER_FINDING``), which CheXpert uses to block No Finding.
     """
     out: list[Mention] = []
-    for s, e, entry, assertion in _scan(text):
+    for s, e, entry, assertion in scan_spans(text):
         for obs in entry.observations:
             if obs == OTHER_FINDING and not include_other:
                 continue
@@ -304,7 +306,7 @@ def find_mentions(text: str, include_other: bool = False) -> list[Mention]:
 def scan_observations(text: str) -> Iterable[tuple[str, str]]:
     """(observation, assertion) pairs of ``text`` for the labeler, including implied ones
     (CheXpert: a positive/uncertain "chf" makes Cardiomegaly uncertain) and OTHER_FINDING."""
-    for _s, _e, entry, assertion in _scan(text):
+    for _s, _e, entry, assertion in scan_spans(text):
         for obs in entry.observations:
             yield obs, assertion
         if entry.implies_uncertain and assertion != NEGATIVE:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import re
 
-from clinclip.text.rules import OTHER_FINDING, _scan
+from clinclip.text.rules import OTHER_FINDING, scan_spans
 from clinclip.text.sections import report_body
 from clinclip.text.temporal import remove_temporal
 
@@ -174,7 +174,7 @@ def _spans(text: str, offset: int) -> list[tuple[int, int, str]]:
 
 def _mention_set(text: str) -> set[tuple[str, str, str]]:
     return {(text[ms:me].lower(), obs, assertion)
-            for ms, me, entry, assertion in _scan(text) for obs in entry.observations}
+            for ms, me, entry, assertion in scan_spans(text) for obs in entry.observations}
 
 
 def split_single_entity(sentence: str) -> list[str]:
@@ -237,7 +237,7 @@ def _split_single_entity(sentence: str) -> list[str]:
     if not negated and _VERB.search(rest):
         return [s]  # shared predicate or clause: keep whole (documented choice)
     # Findings named in each item, from one scan of the sentence.
-    mentions = _scan(body)
+    mentions = scan_spans(body)
     keys: list[set] = []
     mi = 0
     for a, b, _sep in items:  # items and mentions are both in text order: one pass
@@ -295,8 +295,8 @@ def _split_with(body: str, end_punct: str) -> list[str] | None:
     tail = body[m.end():].strip()
     if not head or not tail or _WITH.search(tail):
         return None
-    head_keys = {o for _s, _e, entry, _a in _scan(head) for o in entry.observations}
-    tail_keys = {o for _s, _e, entry, _a in _scan(tail) for o in entry.observations}
+    head_keys = {o for _s, _e, entry, _a in scan_spans(head) for o in entry.observations}
+    tail_keys = {o for _s, _e, entry, _a in scan_spans(tail) for o in entry.observations}
     if not head_keys or not tail_keys:
         return None
     if m.group("word").lower() == "without":

@@ -213,9 +213,9 @@ def rewrite_sentence(sentence: str) -> str | None:
 
 
 def _has_mention(text: str) -> bool:
-    from clinclip.text.rules import _scan  # rules does not import this module: no cycle
+    from clinclip.text.rules import scan_spans  # rules does not import this module: no cycle
 
-    return bool(_scan(text))
+    return bool(scan_spans(text))
 
 
 def remove_temporal(sentences: Sequence[str]) -> list[str]:
