@@ -48,9 +48,8 @@ def synthetic_batch(model, batch: int, image_size: int, seed: int = 0) -> tuple[
 
 def time_variant(variant: str, model_preset: str, device: torch.device, batch: int, steps: int, warmup: int):
     from clinclip.losses import ClinClipLoss, load_variant
-    from clinclip.models import ClinClipModel, ModelConfig
-    from clinclip.train.loop import build_model, parameter_groups, resolve_precision
     from clinclip.train.config import TrainConfig
+    from clinclip.train.loop import build_model, parameter_groups, resolve_precision
 
     torch.manual_seed(0)
     loss_cfg = load_variant(variant)
@@ -86,7 +85,6 @@ def time_variant(variant: str, model_preset: str, device: torch.device, batch: i
             torch.cuda.synchronize()
         if i >= warmup:
             times.append(time.perf_counter() - start)
-    del ModelConfig, ClinClipModel
     return statistics.median(times), min(times)
 
 

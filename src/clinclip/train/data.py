@@ -12,7 +12,6 @@ Every random augmentation of sample ``i`` in epoch ``e`` draws from its own gene
 
 from __future__ import annotations
 
-import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
