@@ -136,9 +136,15 @@ def test_save_and_load_round_trip(model, tmp_path):
     batch = _batch(model)
     with torch.no_grad():
         expected = model(batch)
-    model.save_pretrained(tmp_path / "m")
+    model.save_pretrained(tmp_path / "m", save_phrase_encoder=True)
     names = {p.name for p in (tmp_path / "m").iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "phrase_encoder"} <= names
+    # by default a package-bundled phrase encoder (always installed) is referenced, not copied
+    model.save_pretrained(tmp_path / "ref")
+    assert not (tmp_path / "ref" / "phrase_encoder").exists()
+    with torch.no_grad():
+        torch.testing.assert_close(ClinClipModel.from_pretrained(tmp_path / "ref").eval()(batch)["graph_embeds"],
+                                   expected["graph_embeds"])
     saved = json.loads((tmp_path / "m" / "config.json").read_text())
     assert saved["model_type"] == "clinclip" and saved["text"]["backbone_config"]["model_type"] == "bert"
     loaded = ClinClipModel.from_pretrained(tmp_path / "m").eval()

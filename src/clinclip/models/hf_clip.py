@@ -137,7 +137,7 @@ class HfClipModel(ClinClipModel):
         config.hf_clip.model_config = backbones.backbone_config_dict(self.hf_model)
         return config
 
-    def save_pretrained(self, directory: str | Path, save_phrase_encoder: bool = True) -> Path:
+    def save_pretrained(self, directory: str | Path, save_phrase_encoder: bool | None = None) -> Path:
         return super().save_pretrained(directory, save_phrase_encoder=False)
 
     # ------------------------------------------------------------------ towers

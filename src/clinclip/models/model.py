@@ -247,11 +247,17 @@ class ClinClipModel(nn.Module):
         config.text.backbone_config = backbones.backbone_config_dict(self.text_backbone)
         return config
 
-    def save_pretrained(self, directory: str | Path, save_phrase_encoder: bool = True) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` + tokenizer files (+ ``phrase_encoder/``, the frozen
-        phrase encoder's own weights and tokenizer, unless ``save_phrase_encoder=False``, in which case the
-        config's ``graph.phrase_encoder`` source is used when loading). Replaces the directory atomically."""
+    def save_pretrained(self, directory: str | Path, save_phrase_encoder: bool | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` + tokenizer files, replacing the directory atomically.
+
+        The frozen phrase encoder of the graph tower is copied to ``phrase_encoder/`` (weights + tokenizer) so
+        the directory loads offline wherever it goes -- except, by default (``None``), when its source is a
+        ``package:`` directory (installed with clinclip, e.g. the tiny preset's MiniLM), which is always there.
+        ``True`` / ``False`` force the copy / the reference to the config's ``graph.phrase_encoder``."""
         directory = Path(directory)
+        if save_phrase_encoder is None:
+            save_phrase_encoder = not str(self.config.graph.phrase_encoder or "").startswith(
+                backbones.PACKAGE_PREFIX)
         with AtomicDirectory(directory) as tmp:
             self.saved_config().save(tmp / CONFIG_NAME, extra={"clinclip_version": _clinclip_version()})
             save_weights(self, tmp / WEIGHTS_NAME, {"family": self.config.family})
