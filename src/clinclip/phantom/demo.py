@@ -13,6 +13,7 @@ far above the baseline; both models learn the findings) gets a PASS or FAIL line
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -118,17 +119,22 @@ def _adapt(root: Path, manifest: Path) -> Path:
     """The phantom read by the real MIMIC-CXR-JPG adapter, exactly as a downloaded MIMIC would be."""
     from clinclip.data import build_manifest
 
-    build_manifest("mimic-cxr", root, manifest)
-    return manifest
+    summary = build_manifest("mimic-cxr", root, manifest)
+    return manifest, summary
 
 
 def _prepare(manifest: Path, prepared: Path, cfg: DemoConfig) -> Path:
     """The real report pipeline: sections, single-entity sentences, temporal removal, hard negatives,
     graphs. Labels are MIMIC's chexpert.csv ones (the ``csv`` backend), as for real MIMIC."""
-    from clinclip.text.prepare import prepare_corpus
+    from clinclip.data import read_manifest
+    from clinclip.text.prepare import PrepareOptions, prepare_corpus_with_summary, write_manifest
 
-    prepare_corpus(manifest, prepared, labeler="csv", seed=cfg.seed, workers=cfg.workers)
-    return prepared
+    frame = read_manifest(manifest)
+    workers = cfg.workers if cfg.workers is not None else min(os.cpu_count() or 1, 4)
+    result, summary = prepare_corpus_with_summary(frame, PrepareOptions(labeler="csv", seed=cfg.seed,
+                                                                        workers=workers))
+    write_manifest(result, prepared)
+    return prepared, summary
 
 
 def _train(variant: str, prepared: Path, run_dir: Path, cfg: DemoConfig) -> float:
@@ -139,18 +145,19 @@ def _train(variant: str, prepared: Path, run_dir: Path, cfg: DemoConfig) -> floa
         variant=variant,
         overrides={
             "data.manifest": str(prepared),
-            "output_dir": str(run_dir),
-            "max_steps": cfg.steps,
+            "out_dir": str(run_dir),
+            "steps": cfg.steps,
             "batch_size": cfg.batch_size,
             "lr": cfg.lr,
+            "warmup_epochs": 0,
             "warmup_steps": cfg.warmup_steps,
             "seed": cfg.seed,
+            "device": "cpu",
+            "tensorboard": False,
             "model.image.image_size": cfg.image_size,
         },
     )
-    start = time.perf_counter()
-    run_training(train_cfg)
-    return time.perf_counter() - start
+    return run_training(train_cfg)
 
 
 def _evaluate(variant: str, model_dir: Path, prepared: Path, benchmark: dict, cache_dir: Path,
@@ -316,8 +323,11 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, console=None) -
 
     root = out_dir / "phantom"
     summary = stages.run(f"phantom: {cfg.n_studies} studies", _make_phantom, cfg, root)
-    manifest = stages.run("mimic-cxr adapter", _adapt, root, out_dir / "manifest.parquet")
-    prepared = stages.run("report pipeline", _prepare, manifest, out_dir / "prepared.parquet", cfg)
+    manifest, adapter_summary = stages.run("mimic-cxr adapter", _adapt, root, out_dir / "manifest.parquet")
+    console.print(f"manifest: {adapter_summary.rows_kept} of {adapter_summary.rows_read} rows kept; "
+                  f"skipped: {adapter_summary.skipped or 'none'}; splits {adapter_summary.splits}")
+    prepared, prepare_summary = stages.run("report pipeline", _prepare, manifest, out_dir / "prepared.parquet", cfg)
+    console.print("report pipeline: " + ", ".join(f"{k}: {v}" for k, v in sorted(prepare_summary.items())))
 
     def build():
         frame = select_split(read_manifest(prepared), "test", prepared)
@@ -334,9 +344,10 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, console=None) -
     logs: dict[str, list[dict]] = {}
     for variant in cfg.variants:
         run_dir = out_dir / "runs" / variant
-        seconds = stages.run(f"train {variant}", _train, variant, prepared, run_dir, cfg)
+        trained = stages.run(f"train {variant}", _train, variant, prepared, run_dir, cfg)
+        seconds = stages.seconds[f"train {variant}"]
         logs[variant] = read_training_log(run_dir)
-        evaluated = stages.run(f"evaluate {variant}", _evaluate, variant, run_dir / "model", prepared, benchmark,
+        evaluated = stages.run(f"evaluate {variant}", _evaluate, variant, trained.model_dir, prepared, benchmark,
                                out_dir / "cache", cfg)
         for task, result in evaluated.items():
             task_results[f"{variant}/{task}"] = result

@@ -306,9 +306,9 @@ def render_image(spec: StudySpec, seed: int, size: int) -> np.ndarray:
     density += 0.09 * markings * lung * (1 - no_markings)
 
     # Exposure: X-ray brightness with a per-study gain, gamma and quantum noise, then a slight blur.
-    gain = float(arng.uniform(0.85, 1.15))
-    gamma = float(arng.uniform(0.8, 1.2))
+    gain = float(arng.uniform(0.92, 1.08))
+    gamma = float(arng.uniform(0.9, 1.1))
     img = np.clip(0.05 + gain * density * 0.95, 0, 1) ** gamma
-    img = img + float(arng.uniform(0.015, 0.035)) * arng.standard_normal(img.shape).astype(np.float32)
+    img = img + float(arng.uniform(0.012, 0.028)) * arng.standard_normal(img.shape).astype(np.float32)
     img = ndimage.gaussian_filter(img, 0.6)
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)

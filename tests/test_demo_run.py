@@ -1,0 +1,119 @@
+"""The demo end to end in a reduced run (few studies, few steps): every artifact exists and is well formed,
+the HTML opens offline, and (with Debian's chromium) renders to a non-blank screenshot. The full-size run
+and its expectations are measured by `clinclip demo` itself (and reported in docs/demo.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clinclip.phantom.demo import RESULT_KEYS, VARIANTS, DemoConfig, Expectation, check_expectations, run_demo
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    from rich.console import Console
+
+    console = Console(record=True, width=120)
+    outcome = run_demo(out, DemoConfig.quick(workers=1), console=console)
+    return outcome, console.export_text()
+
+
+def test_results_json_has_every_key_in_range(demo_run):
+    outcome, _ = demo_run
+    data = json.loads(outcome.results_json.read_text())
+    for variant in VARIANTS:
+        for key in RESULT_KEYS:
+            value = data[variant][key]
+            assert isinstance(value, (int, float)) and math.isfinite(value), (variant, key, value)
+            if key != "train_seconds":
+                assert 0.0 <= value <= 1.0, (variant, key, value)
+        assert data[variant]["train_seconds"] > 0
+        per_finding = data[variant]["zero_shot_auc"]
+        assert "Cardiomegaly" in per_finding and "Pleural Effusion" in per_finding
+        assert data[variant]["steps"] == DemoConfig.quick().steps
+    assert [e["name"] for e in data["expectations"]] == [e.name for e in check_expectations(data)]
+    assert data["data"]["cxr_align_triplets"] > 10
+    assert data["wall_seconds"] > 0 and set(data["stage_seconds"]) >= {"mimic-cxr adapter", "report pipeline"}
+
+
+def test_console_shows_stages_table_and_verdicts(demo_run):
+    outcome, text = demo_run
+    assert "1/8" in text and "8/8" in text
+    assert "CXR-Align A (r vs r^n)" in text and "clip-ng-dtcg" in text
+    assert len(re.findall(r"\b(PASS|FAIL)\b", text)) == len(outcome.expectations) == 4
+
+
+class _Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+        self.images: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        for name, value in attrs:
+            if name in ("src", "href") and value:
+                self.urls.append(value)
+                if tag == "img":
+                    self.images.append(value)
+
+
+def test_html_is_offline_and_has_the_curves(demo_run):
+    outcome, _ = demo_run
+    page = outcome.html.read_text()
+    parser = _Collector()
+    parser.feed(page)
+    assert "table" in parser.tags
+    assert parser.images and all(src.startswith("data:image/png;base64,") for src in parser.images)
+    remote = [u for u in parser.urls if re.match(r"^(https?:)?//", u)]
+    assert not remote, remote
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//", page)  # no remote CSS resources either
+    assert "Training curves" in page and "Demo outcome" in page
+    assert "PASS" in page or "FAIL" in page
+
+
+def test_expectations_are_falsifiable():
+    good = {"clip": {"cxr_align_a": 0.55, "zero_shot_auc_mean": 0.7},
+            "clip-ng-dtcg": {"cxr_align_a": 0.9, "zero_shot_auc_mean": 0.7}}
+    assert all(e.passed for e in check_expectations(good))
+    close = {"clip": {"cxr_align_a": 0.8, "zero_shot_auc_mean": 0.7},
+             "clip-ng-dtcg": {"cxr_align_a": 0.9, "zero_shot_auc_mean": float("nan")}}
+    verdicts = {e.name: e.passed for e in check_expectations(close)}
+    assert verdicts == {
+        "CXR-Align A of clip-ng-dtcg >= 85%": True,
+        "CXR-Align A of clip-ng-dtcg >= clip + 15 points": False,
+        "mean zero-shot AUC of clip >= 0.65": True,
+        "mean zero-shot AUC of clip-ng-dtcg >= 0.65": False,
+    }
+    assert all(isinstance(e, Expectation) for e in check_expectations(close))
+
+
+@pytest.mark.chromium
+def test_html_screenshot_is_not_blank(demo_run, tmp_path):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's `chromium` is not on PATH (apt-get install -y chromium) - screenshot not taken")
+    outcome, _ = demo_run
+    png = tmp_path / "page.png"
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={png}", "--window-size=1280,2000",
+           outcome.html.resolve().as_uri()]
+    subprocess.run(cmd, check=True, timeout=120, capture_output=True)
+    pixels = np.asarray(Image.open(png).convert("L"), dtype=np.float32)
+    assert pixels.shape == (2000, 1280)
+    # Text, tables and the curves: many dark pixels and a real spread, not a white (or black) page.
+    assert (pixels < 128).mean() > 0.005
+    assert pixels.std() > 20
