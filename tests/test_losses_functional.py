@@ -251,14 +251,14 @@ def frozen_targets(monkeypatch):
     tests), SoftCLIP's self-similarity by call order (I-T then T-I in every evaluation)."""
     import clinclip.losses.functional as functional
 
-    thresholded, softmax_self = functional.thresholded_similarity, functional.softmax_self_similarity
+    thresholded, softmax_self = functional.thresholded_similarity_blocks, functional.softmax_self_similarity
     memo: dict = {}
     calls = {"s": 0}
 
     def frozen_thresholded(embeddings, tau, *args):
         if tau not in memo:
             memo[tau] = thresholded(embeddings, tau, *args)
-        return memo[tau].clone()
+        return tuple(None if block is None else block.clone() for block in memo[tau])
 
     def frozen_softmax(embeddings, scale):
         key = ("s", calls["s"] % 2)
@@ -267,7 +267,7 @@ def frozen_targets(monkeypatch):
             memo[key] = softmax_self(embeddings, scale)
         return memo[key].clone()
 
-    monkeypatch.setattr(functional, "thresholded_similarity", frozen_thresholded)
+    monkeypatch.setattr(functional, "thresholded_similarity_blocks", frozen_thresholded)
     monkeypatch.setattr(functional, "softmax_self_similarity", frozen_softmax)
 
 

@@ -36,7 +36,7 @@ from clinclip.losses.config import GRAPH_PAIRS, PAIRS, PAPER_PAIRS, STREAMS
 from clinclip.losses.soft_labels import (
     l2_normalise,
     softmax_self_similarity,
-    thresholded_similarity,
+    thresholded_similarity_blocks,
 )
 
 THRESHOLDED_STREAMS: tuple[str, ...] = ("t", "c", "g")
@@ -61,17 +61,37 @@ class _PairSpec:
         return _PAIR_KIND[self.name]
 
 
+def _xlogx(y: torch.Tensor) -> torch.Tensor:
+    """y log y elementwise with 0 log 0 = 0, for y >= 0. Zeros become log(1) = 0 before the log: a
+    vectorised log takes a slow path on zero or near-zero input (~10x on a CPU), and most soft-label
+    entries are zero."""
+    return torch.where(y > 0, y, torch.ones((), dtype=y.dtype, device=y.device)).log_().mul_(y)
+
+
+def _full_and_orig_row_sums(top: torch.Tensor, bottom: torch.Tensor | None, batch: int):
+    """Row sums of the symmetric N x N matrix given by its blocks (see thresholded_similarity_blocks),
+    over all N columns and over the originals' first B columns. The missing block's rows are the
+    columns of ``top[:, B:]`` (symmetry)."""
+    if bottom is None:
+        full = top.sum(dim=1)
+        return full, full
+    cross = top[:, batch:]
+    orig = torch.cat([top[:, :batch].sum(dim=1), cross.sum(dim=0)])
+    return orig + torch.cat([cross.sum(dim=1), bottom.sum(dim=1)]), orig
+
+
 class _StreamTargets:
-    """One thresholded stream (t, c or g): the unnormalised soft labels y (N x N) and the per-row
-    statistics that give every pair kind its normalised target and its Σ ŷ log ŷ without another
-    N x N matrix. Built once per stream and shared by all pairs."""
+    """One thresholded stream (t, c or g): the unnormalised soft labels y as the blocks of the
+    symmetric N x N matrix (``top`` = B x N rows of the originals, ``bottom`` = the negatives' own
+    B x B block or None; see :func:`thresholded_similarity_blocks`) and the per-row statistics that
+    give every pair kind its normalised target and its Σ ŷ log ŷ without another N x N matrix.
+    Built once per stream and shared by all pairs."""
 
     def __init__(self, embeddings: torch.Tensor, tau: float, batch: int, exact_kl: bool = True):
-        y = thresholded_similarity(embeddings, tau, batch)
-        self.y, self.batch = y, batch
-        # Row sums over the originals' columns and the rest, each read once (z > 0: diagonal kept).
-        z_orig_raw = y[:, :batch].sum(dim=1)
-        z = z_orig_raw + y[:, batch:].sum(dim=1) if y.shape[1] > batch else z_orig_raw.clone()
+        self.top, self.bottom = thresholded_similarity_blocks(embeddings, tau, batch)
+        self.batch, self.n = batch, embeddings.shape[0]
+        # Row sums over all columns (z) and over the originals' columns (z > 0: diagonal kept).
+        z, z_orig_raw = _full_and_orig_row_sums(self.top, self.bottom, batch)
         self.inv_z = z.reciprocal()
         # Block of the originals' columns, renormalised: ŷ' = ŷ[:, :B] / zb with zb = Σ_{j<B} ŷ.
         zb = z_orig_raw * self.inv_z
@@ -79,11 +99,10 @@ class _StreamTargets:
         safe_zb = torch.where(self.has_block_target, zb, torch.ones_like(zb))
         self.block_scale = torch.where(self.has_block_target, self.inv_z / safe_zb, torch.zeros_like(zb))
         if exact_kl:
-            # Σ_j y log y over the originals' columns and the rest (0 log 0 = 0: y * log(tiny) = 0).
-            ylogy = y.clamp_min(torch.finfo(y.dtype).tiny).log_().mul_(y)
-            ylogy_orig = ylogy[:, :batch].sum(dim=1)
-            ylogy_full = ylogy_orig + ylogy[:, batch:].sum(dim=1) if y.shape[1] > batch else ylogy_orig
-            del ylogy
+            # Σ_j y log y over all columns and the originals' ones, from 3 of the 4 blocks (symmetry).
+            ylogy_full, ylogy_orig = _full_and_orig_row_sums(
+                _xlogx(self.top), None if self.bottom is None else _xlogx(self.bottom), batch
+            )
             log_z = z.log()
             # Normalised rows ŷ = y / z: Σ ŷ log ŷ = Σ y log y / z - log z; the renormalised block likewise.
             self.negent_rows = ylogy_full * self.inv_z - log_z
@@ -92,21 +111,31 @@ class _StreamTargets:
         else:  # cross-entropy instead of KL: the same gradient, the value shifted by the targets' entropy
             self.negent_rows = self.negent_block = torch.zeros_like(z)
 
-    def block(self, kind: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(unnormalised block of y, per-row scale that normalises it, per-row Σ ŷ log ŷ)."""
+    def row_stats(self, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-row scale that normalises the kind's block of y, per-row Σ ŷ log ŷ), one per anchor."""
         b = self.batch
         if kind == "rows":
-            return self.y[:b], self.inv_z[:b], self.negent_rows[:b]
+            return self.inv_z[:b], self.negent_rows[:b]
         if kind == "all":
-            return self.y, self.inv_z, self.negent_rows
+            return self.inv_z, self.negent_rows
         if kind == "orig":
-            return self.y[:b, :b], self.block_scale[:b], self.negent_block[:b]
-        return self.y[b:, :b], self.block_scale[b:], self.negent_block[b:]  # neg
+            return self.block_scale[:b], self.negent_block[:b]
+        return self.block_scale[b:], self.negent_block[b:]  # neg
 
     def rows_with_target(self, kind: str) -> torch.Tensor | int:
         if kind == "neg":
-            return self.has_block_target[self.batch :].sum().clamp_min(1).to(self.y.dtype)
-        return self.y.shape[0] if kind == "all" else self.batch
+            return self.has_block_target[self.batch :].sum().clamp_min(1).to(self.top.dtype)
+        return self.n if kind == "all" else self.batch
+
+
+def _scaled_sum(terms, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ block * scale over (block, broadcastable scale) terms, in one buffer (``out`` if given)."""
+    for i, (block, scale) in enumerate(terms):
+        if i == 0:
+            out = torch.mul(block, scale) if out is None else torch.mul(block, scale, out=out)
+        else:
+            out.addcmul_(block, scale)
+    return out
 
 
 def _check(name: str, x: torch.Tensor | None, batch: int | None = None) -> None:
@@ -284,7 +313,8 @@ def _loss_terms(
 
 class _TargetMixer:
     """Σ_k w_k ŷ_k for a pair kind, built once per (kind, weights) and shared: the rows kind (I-T,
-    I-G) is a row block of the all kind (T-G, G-T) when both are needed."""
+    I-G) is a row block of the all kind (T-G, G-T) when both are needed. Targets are assembled
+    directly from each stream's blocks, scaled per row, into one buffer."""
 
     def __init__(self, streams: Mapping[str, _StreamTargets], kinds: set[str]):
         self.streams = streams
@@ -292,7 +322,7 @@ class _TargetMixer:
         self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @torch.no_grad()
-    def mixed(self, kind: str, weights: Mapping[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    def mixed(self, kind: str, weights: Mapping[str, float], cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(mixed target, constant Σ_k c_k Σ ŷ_k log ŷ_k). For kind neg the 1/n_k of each stream's
         mean is inside (rows without target differ per stream); for the other kinds every stream
         averages over the same anchors and the caller divides by their number."""
@@ -300,21 +330,40 @@ class _TargetMixer:
         if key in self._cache:
             return self._cache[key]
         if kind == "rows" and "all" in self.kinds:
-            full, _ = self.mixed("all", weights)
-            batch = next(iter(self.streams.values())).batch
-            constant = sum(w * self.streams[k].negent_rows[:batch].sum() for k, w in weights.items())
-            self._cache[key] = (full[:batch], constant)
-            return self._cache[key]
-        target = None
-        constant = 0.0
-        for k, w in weights.items():
-            y, row_scale, negent = self.streams[k].block(kind)
-            coef = w / self.streams[k].rows_with_target(kind) if kind == "neg" else w
-            row_coef = (row_scale * coef).unsqueeze(1)
-            target = y * row_coef if target is None else target.addcmul_(y, row_coef)
+            full, _ = self.mixed("all", weights, cache)
+            constant = sum(w * self.streams[k].row_stats("rows")[1].sum() for k, w in weights.items())
+            result = (full[: next(iter(self.streams.values())).batch], constant)
+        else:
+            result = self._build(kind, weights)
+        if cache:
+            self._cache[key] = result
+        return result
+
+    def _build(self, kind: str, weights: Mapping[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        streams = [self.streams[k] for k in weights]
+        first = streams[0]
+        b, n = first.batch, first.n
+        coefs, constant = [], 0.0
+        for stream, w in zip(streams, weights.values()):
+            row_scale, negent = stream.row_stats(kind)
+            coef = w / stream.rows_with_target(kind) if kind == "neg" else w
+            coefs.append(row_scale * coef)
             constant = constant + coef * negent.sum()
-        self._cache[key] = (target, constant)
-        return self._cache[key]
+        if kind in ("rows", "orig") or (kind == "all" and n == b):
+            cols = slice(None) if kind != "orig" else slice(0, b)
+            target = _scaled_sum((s.top[:, cols], c.unsqueeze(1)) for s, c in zip(streams, coefs))
+            return target, constant
+        # Rows of the hard negatives over the originals' columns: the transposed block top[:, B:]ᵀ,
+        # mixed column-scaled in the layout it is stored in and transposed once.
+        below = _scaled_sum((s.top[:, b:], c[b:].unsqueeze(0) if kind == "all" else c.unsqueeze(0))
+                            for s, c in zip(streams, coefs))
+        if kind == "neg":
+            return below.T.contiguous(), constant
+        target = torch.empty(n, n, dtype=first.top.dtype, device=first.top.device)
+        _scaled_sum(((s.top, c[:b].unsqueeze(1)) for s, c in zip(streams, coefs)), out=target[:b])
+        _scaled_sum(((s.bottom, c[b:].unsqueeze(1)) for s, c in zip(streams, coefs)), out=target[b:, b:])
+        target[b:, :b] = below.T
+        return target, constant
 
 
 def _pair_loss(
@@ -346,10 +395,9 @@ def _pair_loss(
         if components:
             with torch.no_grad():
                 for k in thresholded:
-                    stream = mixer.streams[k]
-                    y, row_scale, negent = stream.block(spec.kind)
-                    cross_k = torch.dot(row_scale, (y * logp).sum(dim=1))
-                    parts[k] = (negent.sum() - cross_k) / stream.rows_with_target(spec.kind)
+                    target_k, constant_k = mixer.mixed(spec.kind, {k: 1.0}, cache=False)
+                    part = constant_k - torch.dot(target_k.reshape(-1), logp.reshape(-1))
+                    parts[k] = part if spec.kind == "neg" else part / n_anchors
     for k, w in stream_weights.items():
         if k == "i":
             if offset is None:  # no original pair in this block: the one-hot stream is empty

@@ -29,30 +29,51 @@ def clinical_vectors(labels: torch.Tensor, uncertain_as: int = 0) -> torch.Tenso
 
 
 @torch.no_grad()
-def thresholded_similarity(embeddings: torch.Tensor, tau: float, batch: int | None = None) -> torch.Tensor:
-    """Eq. 4/5/9 before row normalisation, up to a constant factor per matrix: relu(S - tau) with
-    S = E Eᵀ and the diagonal set to 1 - tau (what a unit vector scores with itself). The factor
-    1/(1 - tau) of the paper is left out because the row normalisation cancels it; this saves a pass
-    over the 2B x 2B matrix. ``tau`` must lie in [-1, 1).
+def thresholded_similarity_blocks(
+    embeddings: torch.Tensor, tau: float, batch: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The thresholded similarity of :func:`thresholded_similarity` as the blocks the loss needs,
+    without ever forming the full N x N matrix.
 
-    With ``batch`` = B and 2B rows ([originals; hard negatives]) S is symmetric: the rows of the
-    originals and the negatives' own block are multiplied (3/4 of the full product) and the remaining
-    block is copied transposed."""
+    ``embeddings`` has N = B rows (originals) or N = 2B rows ([originals; hard negatives]). S = E Eᵀ
+    is symmetric, so with 2B rows only 3 of its 4 B x B blocks are multiplied: ``top`` = rows of the
+    originals (B x N) and ``bottom`` = the negatives' own block (B x B; None when N = B). The missing
+    block is ``top[:, B:]ᵀ``. Each entry is relu(S - tau) with the diagonal set to 1 - tau (what a
+    unit vector scores with itself); the paper's factor 1/(1 - tau) is left out because the row
+    normalisation cancels it. ``tau`` must lie in [-1, 1)."""
     if not -1.0 <= tau < 1.0:
         raise ValueError(f"soft-label threshold tau must lie in [-1, 1), got {tau}")
-    minus_tau = embeddings.new_tensor(-tau)
     n = embeddings.shape[0]
-    if batch is None or n != 2 * batch or batch < 64:  # small: one product is as fast
-        # S - tau comes out of the product itself (addmm's beta * input), then one in-place pass.
-        sim = torch.addmm(minus_tau, embeddings, embeddings.T)
-    else:
-        top, bottom = embeddings[:batch], embeddings[batch:]
-        sim = torch.empty(n, n, dtype=embeddings.dtype, device=embeddings.device)
-        torch.addmm(minus_tau, top, embeddings.T, out=sim[:batch])  # rows 0..B: a contiguous block
-        sim[batch:, batch:] = torch.addmm(minus_tau, bottom, bottom.T)
-        sim[batch:, :batch] = sim[:batch, batch:].T
-    sim.relu_()
-    sim.fill_diagonal_(1.0 - tau)
+    if n not in (batch, 2 * batch):
+        raise ValueError(f"{n} embedding rows for a batch of {batch}: expected B or 2B rows")
+    minus_tau = embeddings.new_tensor(-tau)
+    originals = embeddings[:batch]
+    # S - tau comes out of the product itself (addmm's beta * input), then one in-place pass.
+    top = torch.addmm(minus_tau, originals, embeddings.T).relu_()
+    top.diagonal().fill_(1.0 - tau)  # the first B columns are the originals themselves
+    if n == batch:
+        return top, None
+    negatives = embeddings[batch:]
+    bottom = torch.addmm(minus_tau, negatives, negatives.T).relu_()
+    bottom.diagonal().fill_(1.0 - tau)
+    return top, bottom
+
+
+@torch.no_grad()
+def thresholded_similarity(embeddings: torch.Tensor, tau: float, batch: int | None = None) -> torch.Tensor:
+    """Eq. 4/5/9 before row normalisation, up to a constant factor per matrix, as one N x N matrix:
+    relu(S - tau) with S = E Eᵀ and the diagonal set to 1 - tau (see
+    :func:`thresholded_similarity_blocks`, which the loss uses). With ``batch`` = B and 2B rows it is
+    assembled from the 3 multiplied blocks; otherwise one product."""
+    n = embeddings.shape[0]
+    if batch is None or n != 2 * batch:
+        top, _ = thresholded_similarity_blocks(embeddings, tau, n)
+        return top
+    top, bottom = thresholded_similarity_blocks(embeddings, tau, batch)
+    sim = torch.empty(n, n, dtype=embeddings.dtype, device=embeddings.device)
+    sim[:batch] = top
+    sim[batch:, batch:] = bottom
+    sim[batch:, :batch] = top[:, batch:].T
     return sim
 
 
@@ -61,8 +82,8 @@ def thresholded_soft_labels(embeddings: torch.Tensor, tau: float) -> torch.Tenso
     """ŷ of Eq. 4/5/9 for already L2-normalised rows (N x D) -> N x N, rows summing to 1:
     y[i, j] = (S[i, j] - tau) / (1 - tau) where S[i, j] > tau else 0, S = E Eᵀ, the diagonal kept (a
     zero vector, e.g. an empty label row, still matches itself, so no row is empty), rows normalised.
-    (The loss itself works from :func:`thresholded_similarity` and per-row sums; this is the explicit
-    matrix, for inspection and tests.)"""
+    (The loss itself works from :func:`thresholded_similarity_blocks` and per-row sums; this is the
+    explicit matrix, for inspection and tests.)"""
     y = thresholded_similarity(embeddings, tau)
     return y.div_(y.sum(dim=1, keepdim=True))
 
