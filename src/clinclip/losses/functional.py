@@ -61,11 +61,37 @@ class _PairSpec:
         return _PAIR_KIND[self.name]
 
 
-def _xlogx(y: torch.Tensor) -> torch.Tensor:
-    """y log y elementwise with 0 log 0 = 0, for y >= 0. Zeros become log(1) = 0 before the log: a
-    vectorised log takes a slow path on zero or near-zero input (~10x on a CPU), and most soft-label
-    entries are zero."""
-    return torch.where(y > 0, y, torch.ones((), dtype=y.dtype, device=y.device)).log_().mul_(y)
+# Rows per chunk when a pass over a soft-label block goes through a small reused buffer: a fresh
+# B x 2B temporary costs page faults that exceed the arithmetic on a CPU, a chunk stays in cache.
+_CHUNK_ROWS = 128
+
+
+def _xlogx_row_sums(top: torch.Tensor, bottom: torch.Tensor | None, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row Σ_j y log y (0 log 0 = 0) of the symmetric matrix given by its blocks, over all N
+    columns and over the originals' first B columns (as :func:`_full_and_orig_row_sums`), computed in
+    row chunks through one small buffer instead of a y log y matrix."""
+    if bottom is None:
+        full = torch.empty(top.shape[0], dtype=top.dtype, device=top.device)
+        buffer = top.new_empty(min(_CHUNK_ROWS, top.shape[0]), top.shape[1])
+        for start in range(0, top.shape[0], _CHUNK_ROWS):
+            chunk = top[start : start + _CHUNK_ROWS]
+            torch.sum(torch.special.xlogy(chunk, chunk, out=buffer[: chunk.shape[0]]), dim=1, out=full[start : start + chunk.shape[0]])
+        return full, full
+    top_orig, top_rest = top.new_empty(batch), top.new_empty(batch)
+    cross_columns = top.new_zeros(batch)  # the missing block's row sums (symmetry)
+    bottom_rows = top.new_empty(batch)
+    buffer = top.new_empty(min(_CHUNK_ROWS, batch), top.shape[1])
+    for start in range(0, batch, _CHUNK_ROWS):
+        rows = slice(start, min(start + _CHUNK_ROWS, batch))
+        chunk = top[rows]
+        ylogy = torch.special.xlogy(chunk, chunk, out=buffer[: chunk.shape[0]])
+        torch.sum(ylogy[:, :batch], dim=1, out=top_orig[rows])
+        torch.sum(ylogy[:, batch:], dim=1, out=top_rest[rows])
+        cross_columns += ylogy[:, batch:].sum(dim=0)
+        chunk = bottom[rows]
+        torch.sum(torch.special.xlogy(chunk, chunk, out=buffer[: chunk.shape[0], :batch]), dim=1, out=bottom_rows[rows])
+    orig = torch.cat([top_orig, cross_columns])
+    return orig + torch.cat([top_rest, bottom_rows]), orig
 
 
 def _full_and_orig_row_sums(top: torch.Tensor, bottom: torch.Tensor | None, batch: int):
@@ -100,9 +126,7 @@ class _StreamTargets:
         self.block_scale = torch.where(self.has_block_target, self.inv_z / safe_zb, torch.zeros_like(zb))
         if exact_kl:
             # Σ_j y log y over all columns and the originals' ones, from 3 of the 4 blocks (symmetry).
-            ylogy_full, ylogy_orig = _full_and_orig_row_sums(
-                _xlogx(self.top), None if self.bottom is None else _xlogx(self.bottom), batch
-            )
+            ylogy_full, ylogy_orig = _xlogx_row_sums(self.top, self.bottom, batch)
             log_z = z.log()
             # Normalised rows ŷ = y / z: Σ ŷ log ŷ = Σ y log y / z - log z; the renormalised block likewise.
             self.negent_rows = ylogy_full * self.inv_z - log_z
