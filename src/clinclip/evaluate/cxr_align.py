@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from clinclip.errors import ClinclipError
+from clinclip.files import read_mapping
 from clinclip.evaluate import metrics
 from clinclip.observations import OBSERVATIONS
 
@@ -32,13 +33,8 @@ ENTRY_FIELDS = ("report", "negation", "omitted", "chosen")
 def read_benchmark(path: str | Path) -> dict[str, dict[str, dict]]:
     """Read and validate a CXR-Align JSON file (official or built here)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise ClinclipError(f"CXR-Align file {path} does not exist") from err
-    except json.JSONDecodeError as err:
-        raise ClinclipError(f"CXR-Align file {path} is not valid JSON: {err}") from err
-    if not isinstance(data, dict) or not data:
+    data = read_mapping(path, "CXR-Align file")
+    if not data:
         raise ClinclipError(f"CXR-Align file {path}: expected an object {{source: {{image_id: entry}}}}")
     for source, entries in data.items():
         if not isinstance(entries, dict):

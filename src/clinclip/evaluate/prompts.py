@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
 
 from clinclip.errors import ClinclipError
+from clinclip.files import read_mapping
 
 BUNDLED_PROMPT_FILES = ("chexpert14", "chexpert_5x200", "rsna", "rsna_ab", "siim", "vindr", "cxr14")
 
@@ -83,11 +83,8 @@ def resolve_prompt_file(name_or_path: str | Path) -> Path:
 def load_prompts(name_or_path: str | Path) -> PromptSet:
     """Read and validate a prompt file (see the module docstring for the format)."""
     path = resolve_prompt_file(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ClinclipError(f"prompt file {path} is not valid YAML: {err}") from err
-    if not isinstance(raw, dict) or not raw.get("classes"):
+    raw = read_mapping(path, "prompt file")
+    if not raw.get("classes"):
         raise ClinclipError(f"prompt file {path}: expected a mapping with a non-empty 'classes' list")
     kind = raw.get("kind", "binary")
     if kind not in ("binary", "multiclass"):

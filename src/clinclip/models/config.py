@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from clinclip.errors import ClinclipError
+from clinclip.files import read_mapping
 
 MODEL_TYPE_MARKER = "clinclip"
 FAMILIES = ("clinclip", "hf-clip")
@@ -300,14 +301,7 @@ class ModelConfig:
         path = Path(path)
         if path.is_dir():
             path = path / "config.json"
-        if not path.is_file():
-            raise ClinclipError(f"{path}: model config not found")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ClinclipError(f"{path}: not valid JSON ({err})") from None
-        if not isinstance(data, dict):
-            raise ClinclipError(f"{path}: expected a JSON object")
+        data = read_mapping(path, "model config")
         marker = data.get("model_type")
         if marker != MODEL_TYPE_MARKER:
             raise ClinclipError(f"{path}: model_type is {marker!r}, not {MODEL_TYPE_MARKER!r}: this is not a "
@@ -319,7 +313,6 @@ class ModelConfig:
     def from_preset(cls, name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> "ModelConfig":
         """Read a preset by name (``tiny``, ``paper``) or a YAML/JSON path; ``overrides`` uses dotted keys
         (``{"text.max_text_length": 128, "image.backbone": "/models/swin"}``)."""
-        import yaml
 
         path = Path(name_or_path)
         if not path.suffix:
@@ -329,13 +322,7 @@ class ModelConfig:
                 raise ClinclipError(f"unknown model preset {str(name_or_path)!r}; available: {', '.join(names)} "
                                     "(or give a path to a .yaml file)")
             path = candidate
-        if not path.is_file():
-            raise ClinclipError(f"{path}: model preset file not found")
-        try:
-            text = path.read_text(encoding="utf-8")
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (yaml.YAMLError, json.JSONDecodeError) as err:
-            raise ClinclipError(f"{path}: cannot parse model preset ({err})") from None
+        data = read_mapping(path, "model preset")
         if data.get("model_type") not in (None, MODEL_TYPE_MARKER):
             raise ClinclipError(f"{path}: model_type is {data.get('model_type')!r}, not a clinclip model config")
         if overrides:

@@ -11,7 +11,6 @@ SigLIP's ``logit_bias`` belongs to its sigmoid loss, which clinclip's softmax lo
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from clinclip.errors import ClinclipError
+from clinclip.files import read_mapping
 from clinclip.models import backbones
 from clinclip.models.config import GraphEncoderConfig, HfClipConfig, ImageEncoderConfig, ModelConfig
 from clinclip.models.io import CONFIG_NAME, detect_model_kind
@@ -38,10 +38,7 @@ def hf_image_preprocessing(source: str | None, hf_config) -> ImageEncoderConfig:
     resize_mode = "shorter_crop" if kind == "clip" else "squash"
     processor_path = Path(source) / "preprocessor_config.json" if source and Path(source).is_dir() else None
     if processor_path is not None and processor_path.is_file():
-        try:
-            processor = json.loads(processor_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ClinclipError(f"{processor_path}: not valid JSON ({err})") from None
+        processor = read_mapping(processor_path, "image processor config")
         mean = tuple(processor.get("image_mean", mean))
         std = tuple(processor.get("image_std", std))
         crop = processor.get("crop_size") if processor.get("do_center_crop", kind == "clip") else None

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from clinclip.errors import ClinclipError
+from clinclip.files import read_mapping
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -28,13 +29,7 @@ def read_config_json(directory: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ClinclipError(f"{directory}: no {CONFIG_NAME}; not a model directory (clinclip, Hugging Face CLIP "
                             "or SigLIP directories have one)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ClinclipError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise ClinclipError(f"{path}: expected a JSON object")
-    return data
+    return read_mapping(path, "model config")
 
 
 def detect_model_kind(directory: str | Path) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from clinclip.errors import ClinclipError
+from clinclip.files import read_mapping
 
 TRAINING_PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / "training"
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -235,7 +236,6 @@ def load_training_preset(scale: str | None, model: str, explicit: bool) -> dict[
 
 def _read_training_yaml(source: str) -> dict[str, Any] | None:
     """A training config YAML as a dict, or None when ``source`` is a variant (name or variant YAML)."""
-    import yaml
 
     path = Path(source).expanduser()
     if path.suffix not in (".yaml", ".yml"):
@@ -243,12 +243,7 @@ def _read_training_yaml(source: str) -> dict[str, Any] | None:
     if not path.is_file():
         raise ClinclipError(f"{source}: config file not found (give a variant name, a variant YAML or a "
                             "training config YAML)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ClinclipError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(data, dict):
-        raise ClinclipError(f"{path}: expected a mapping at the top level")
+    data = read_mapping(path, "training config")
     is_variant = "weights" in data or "pairs" in data
     if is_variant and "variant" not in data:
         return None
