@@ -412,3 +412,17 @@ def test_symmetric_block_similarity_equals_full_product(B, tau):
     want = (e @ e.T - tau).clamp_min(0).fill_diagonal_(1 - tau)
     torch.testing.assert_close(thresholded_similarity(e, tau, B), want, rtol=0, atol=1e-15)
     torch.testing.assert_close(thresholded_similarity(e, tau), want, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("negatives", [True, False])
+def test_entropy_in_row_chunks_matches_reference(monkeypatch, negatives):
+    """The targets' entropy runs in row chunks through a small buffer; chunks that do not divide B (and
+    the column sums of the hard-negative block accumulated over chunks) must give the same KL."""
+    import clinclip.losses.functional as functional
+
+    monkeypatch.setattr(functional, "_CHUNK_ROWS", 3)
+    weights, taus = {"t": 1.0, "c": 0.5, "g": 2.0}, {"t": 0.1, "c": 0.3, "g": -0.3}
+    x = make_batch(8, seed=11, negatives=negatives, zero_label_rows=[2], dup=[(1, 5)])
+    got = call(total_loss, x, 2.5, weights, taus)
+    want = reference_loss(x["v"], x["t1"], x["t2"], x["g1"], x["g2"], x["c1"], x["c2"], 2.5, weights, taus)
+    assert got.item() == pytest.approx(want, rel=1e-10, abs=1e-10)
