@@ -146,6 +146,19 @@ class _StreamTargets:
             return self.block_scale[:b], self.negent_block[:b]
         return self.block_scale[b:], self.negent_block[b:]  # neg
 
+    def row_cross(self, kind: str, logp: torch.Tensor) -> torch.Tensor:
+        """Σ_j y[r, j] · logp[r, j] per anchor row r of the kind's (unnormalised) block of y, read from
+        the stored blocks: the per-stream components need no target matrix of their own."""
+        b, top, bottom = self.batch, self.top, self.bottom
+        if kind == "rows" or (kind == "all" and bottom is None):
+            return torch.linalg.vecdot(top, logp)
+        if kind == "orig":
+            return torch.linalg.vecdot(top[:, :b], logp)
+        if kind == "neg":  # y[B + i, j] = top[j, B + i]
+            return (top[:, b:] * logp.T).sum(dim=0)
+        lower = (top[:, b:] * logp[b:, :b].T).sum(dim=0) + torch.linalg.vecdot(bottom, logp[b:, b:])
+        return torch.cat([torch.linalg.vecdot(top, logp[:b]), lower])
+
     def rows_with_target(self, kind: str) -> torch.Tensor | int:
         if kind == "neg":
             return self.has_block_target[self.batch :].sum().clamp_min(1).to(self.top.dtype)
@@ -346,7 +359,7 @@ class _TargetMixer:
         self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @torch.no_grad()
-    def mixed(self, kind: str, weights: Mapping[str, float], cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def mixed(self, kind: str, weights: Mapping[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
         """(mixed target, constant Σ_k c_k Σ ŷ_k log ŷ_k). For kind neg the 1/n_k of each stream's
         mean is inside (rows without target differ per stream); for the other kinds every stream
         averages over the same anchors and the caller divides by their number."""
@@ -354,14 +367,12 @@ class _TargetMixer:
         if key in self._cache:
             return self._cache[key]
         if kind == "rows" and "all" in self.kinds:
-            full, _ = self.mixed("all", weights, cache)
+            full, _ = self.mixed("all", weights)
             constant = sum(w * self.streams[k].row_stats("rows")[1].sum() for k, w in weights.items())
-            result = (full[: next(iter(self.streams.values())).batch], constant)
+            self._cache[key] = (full[: next(iter(self.streams.values())).batch], constant)
         else:
-            result = self._build(kind, weights)
-        if cache:
-            self._cache[key] = result
-        return result
+            self._cache[key] = self._build(kind, weights)
+        return self._cache[key]
 
     def _build(self, kind: str, weights: Mapping[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
         streams = [self.streams[k] for k in weights]
@@ -419,9 +430,10 @@ def _pair_loss(
         if components:
             with torch.no_grad():
                 for k in thresholded:
-                    target_k, constant_k = mixer.mixed(spec.kind, {k: 1.0}, cache=False)
-                    part = constant_k - torch.dot(target_k.reshape(-1), logp.reshape(-1))
-                    parts[k] = part if spec.kind == "neg" else part / n_anchors
+                    stream = mixer.streams[k]
+                    row_scale, negent = stream.row_stats(spec.kind)
+                    cross_k = torch.dot(row_scale, stream.row_cross(spec.kind, logp))
+                    parts[k] = (negent.sum() - cross_k) / stream.rows_with_target(spec.kind)
     for k, w in stream_weights.items():
         if k == "i":
             if offset is None:  # no original pair in this block: the one-hot stream is empty
