@@ -188,6 +188,7 @@ def test_reports_are_mimic_style_with_negation_uncertainty_and_time(collection, 
     truth, chex, _ = measured
     texts = [p.read_text() for p in sorted((collection / "files").rglob("*.txt"))]
     assert all("FINAL REPORT" in t and "EXAMINATION:" in t and "IMPRESSION:" in t for t in texts)
+    assert not any(re.search(r"-\n", t) for t in texts)  # wrapping never splits "right-sided"
     assert sum("FINDINGS:" in t for t in texts) > 0.5 * len(texts)
     joined = "\n".join(" ".join(t.split()) for t in texts)
     assert "No pleural effusion or pneumothorax." in joined  # coordinated negation

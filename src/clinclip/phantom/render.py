@@ -145,8 +145,8 @@ def _ribs(xx, yy, a: Anatomy, fracture: dict | None) -> np.ndarray:
             this_rib = k == fracture["rib"] - 1
             break_at = fracture["at"] * a.lung_outer
             lateral = this_rib & (u > break_at)
-            dist = np.where(lateral, dist - 0.04, dist)
-            dist = np.where(this_rib & (np.abs(u - break_at) < 0.035), 1.0, dist)
+            dist = np.where(lateral, dist - 0.06, dist)
+            dist = np.where(this_rib & (np.abs(u - break_at) < 0.05), 1.0, dist)
         valid = (k >= 0) & (k <= 8) & (u > 0.05) & (u < a.lung_outer + 0.08)
         out = np.maximum(out, np.exp(-((dist / 0.02) ** 2)) * valid)
     return out
@@ -177,14 +177,14 @@ def _finding_layer(name: str, attrs: dict, rng: np.random.Generator, xx, yy, a: 
         side = sides[0]
         sign = -1.0 if side == "right" else 1.0
         u = sign * (xx - a.cx)
-        depth = (0.1, 0.17, 0.26)[sev - 1]
+        depth = (0.16, 0.24, 0.33)[sev - 1]
         # The collapsed lung edge runs parallel to the apical/lateral wall, ``depth`` inside it.
         t = np.clip((yy - a.apex) / (a.base - a.apex), 0, 1)
         apical_band = (yy < a.apex + (a.base - a.apex) * (0.35 + 0.25 * sev / 3))
         from_wall = np.minimum(_lateral_wall(yy, a) - u, (yy - a.apex) * 1.2)
         space = (_soft(from_wall - depth, 0.01) * apical_band * lungs[side]).astype(np.float32)
         line = np.exp(-(((from_wall - depth) / 0.008) ** 2)) * apical_band * lungs[side] * (t < 0.7)
-        add += -0.1 * space + 0.25 * line
+        add += -0.15 * space + 0.3 * line
         return add, space
     elif name in ("Consolidation", "Pneumonia", "Lung Opacity"):
         side, lobe = attrs["side"], attrs["lobe"]
@@ -209,12 +209,12 @@ def _finding_layer(name: str, attrs: dict, rng: np.random.Generator, xx, yy, a: 
     elif name == "Lung Lesion":
         side = sides[0]
         sign = -1.0 if side == "right" else 1.0
-        radius = (0.04, 0.06, 0.1)[sev - 1]
+        radius = (0.06, 0.08, 0.12)[sev - 1]
         for _ in range(attrs.get("count", 1)):
             u = rng.uniform(0.25, 0.8) * a.lung_outer
             y = rng.uniform(a.apex + 0.2, a.base - 0.2)
             r = radius * rng.uniform(0.8, 1.2)
-            add += 0.32 * _soft(np.hypot(xx - (a.cx + sign * u), yy - y) - r, 0.008)
+            add += 0.38 * _soft(np.hypot(xx - (a.cx + sign * u), yy - y) - r, 0.008)
     elif name == "Atelectasis":
         for side in sides:
             sign = -1.0 if side == "right" else 1.0
@@ -223,7 +223,7 @@ def _finding_layer(name: str, attrs: dict, rng: np.random.Generator, xx, yy, a: 
                 u0, u1 = rng.uniform(0.15, 0.3), rng.uniform(0.5, 0.7)
                 tilt = rng.uniform(-0.06, 0.06)
                 band = _segment(xx, yy, a.cx + sign * u0 * a.lung_outer, y, a.cx + sign * u1 * a.lung_outer, y + tilt,
-                                0.012 + 0.006 * sev)
+                                0.018 + 0.006 * sev)
                 add += 0.45 * band * lungs[side]
     elif name == "Pleural Other":
         side = sides[0]
@@ -232,7 +232,7 @@ def _finding_layer(name: str, attrs: dict, rng: np.random.Generator, xx, yy, a: 
         y_mid = (a.apex + a.base) / 2
         # A band along the lateral chest wall (thickening), strongest mid-lung.
         extent = np.exp(-(((yy - y_mid) / 0.45) ** 2))
-        thickness = (0.035, 0.05, 0.07)[sev - 1]
+        thickness = (0.05, 0.07, 0.09)[sev - 1]
         add += 0.35 * _soft(_lateral_wall(yy, a) - thickness - u, 0.01) * lungs[side] * extent
     elif name == "Support Devices":
         kinds = attrs["kinds"]
@@ -240,18 +240,18 @@ def _finding_layer(name: str, attrs: dict, rng: np.random.Generator, xx, yy, a: 
         if "endotracheal tube" in kinds:  # two parallel walls of a tube in the trachea
             tip = carina_y - rng.uniform(0.08, 0.15)
             for off in (-0.018, 0.018):
-                add += 0.9 * _segment(xx, yy, a.cx + off, -1.0, a.cx + off, tip, 0.012)
+                add += 0.9 * _segment(xx, yy, a.cx + off, -1.0, a.cx + off, tip, 0.02)
         if "enteric tube" in kinds:  # down the oesophagus, curving into the stomach
             pts = [(a.cx + 0.03, -1.0), (a.cx + 0.03, a.base), (a.cx + 0.2, a.base + 0.18), (a.cx + 0.32, a.base + 0.15)]
-            add += 0.8 * _polyline(xx, yy, pts, 0.014)
+            add += 0.8 * _polyline(xx, yy, pts, 0.024)
         if "central venous catheter" in kinds:  # right internal jugular to the SVC
             pts = [(a.cx - 0.28, -1.0), (a.cx - 0.16, a.apex + 0.05), (a.cx - 0.07, carina_y + 0.05)]
-            add += 0.8 * _polyline(xx, yy, pts, 0.014)
+            add += 0.8 * _polyline(xx, yy, pts, 0.024)
         if "pacemaker" in kinds:  # generator in the left upper chest, leads to the heart
             gx, gy = a.cx + 0.55, a.apex + 0.05
             add += 1.0 * _soft(np.maximum(np.abs(xx - gx) - 0.09, np.abs(yy - gy) - 0.055), 0.008)
             pts = [(gx, gy), (a.cx + 0.15, a.apex + 0.1), (a.cx - 0.02, a.heart_cy - 0.05), (a.cx + 0.15, a.heart_cy + 0.08)]
-            add += 0.8 * _polyline(xx, yy, pts, 0.012)
+            add += 0.8 * _polyline(xx, yy, pts, 0.02)
     elif name in ("Fracture", "Cardiomegaly", "Enlarged Cardiomediastinum"):
         pass  # drawn through the anatomy (rib break, heart and mediastinum sizes)
     else:

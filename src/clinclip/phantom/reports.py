@@ -256,7 +256,7 @@ def _negations(absent: list[str], rng: np.random.Generator) -> tuple[list[str], 
 
 
 def _wrap(text: str) -> str:
-    return textwrap.fill(text, width=76, initial_indent=" ", subsequent_indent=" ")
+    return textwrap.fill(text, width=76, initial_indent=" ", subsequent_indent=" ", break_on_hyphens=False)
 
 
 
