@@ -44,7 +44,7 @@ def phantom(
 
 @user_errors
 def demo(
-    out: Path = typer.Option(..., "--out", help="Folder for everything the demo writes."),
+    out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for everything the demo writes."),
     n: int = typer.Option(None, "--n", help="Phantom studies (default 3000; 240 with --quick)."),
     steps: int = typer.Option(None, "--steps", help="Training steps per model."),
     batch_size: int = typer.Option(None, "--batch-size", help="Training batch size."),

@@ -31,12 +31,12 @@ class DemoConfig:
     """The demo's knobs. Defaults fit the 15-minute budget on a 2-core CPU; ``quick()`` is for tests."""
 
     n_studies: int = 3000
-    # Measured on the phantom (docs/demo.md): from random init, contrastive training sits on a plateau
-    # (loss ~ log B) before it starts learning; a higher peak lr than the tiny preset's 5e-4 leaves it
-    # sooner (~150 steps at 2e-3, ~300 at 5e-4), which is what a few minutes of CPU allow.
-    steps: int = 450  # optimisation steps per model
+    # Measured on the phantom (docs/demo.md): from random init the contrastive loss first sits on a plateau
+    # (~log B); at the tiny preset's lr 5e-4 it starts to fall after ~250 steps. Higher peak lrs (1.5e-3,
+    # 2e-3) left the plateau sooner in one run and collapsed for good (loss exactly log B) in another.
+    steps: int = 500  # optimisation steps per model
     batch_size: int = 32
-    lr: float = 1.5e-3
+    lr: float = 5e-4
     warmup_steps: int = 50
     image_size: int = 128  # trained size; the phantom is written at ``phantom_size``
     phantom_size: int = 160
