@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         check_points(points, args.out)
         demo_cfg = DemoConfig(n_studies=args.n, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                              workers=args.workers, warmup_steps=max(1, args.steps // 10), variants=(VARIANT,))
+                              workers=args.workers, warmup_steps=max(1, args.steps // 10), variants=(VARIANT,),
+                              loss_overrides={})  # the grid starts from the preset, not the demo's taus
         start = time.perf_counter()
         prepared = args.manifest if args.manifest else prepare_phantom(args.out, demo_cfg, console)
         benchmark = build_align_benchmark(prepared, args.out, args.source, args.seed, console)

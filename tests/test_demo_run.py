@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clinclip.phantom.demo import RESULT_KEYS, VARIANTS, DemoConfig, Expectation, check_expectations, run_demo
+from clinclip.errors import ClinclipError
+from clinclip.phantom.demo import (RESULT_KEYS, VARIANTS, DemoConfig, Expectation, _claim_out_dir, _train_config,
+                                   check_expectations, run_demo)
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +119,27 @@ def test_html_screenshot_is_not_blank(demo_run, tmp_path):
     # Text, tables and the curves: many dark pixels and a real spread, not a white (or black) page.
     assert (pixels < 128).mean() > 0.005
     assert pixels.std() > 20
+
+
+def test_previous_demo_outputs_are_kept_unless_overwrite(tmp_path):
+    (tmp_path / "runs" / "clip").mkdir(parents=True)
+    (tmp_path / "results.json").write_text("{}")
+    with pytest.raises(ClinclipError, match="previous demo's outputs.*results.json.*--overwrite"):
+        run_demo(tmp_path, DemoConfig.quick())
+    assert (tmp_path / "results.json").read_text() == "{}" and (tmp_path / "runs" / "clip").is_dir()
+    _claim_out_dir(tmp_path, overwrite=True)
+    assert not (tmp_path / "results.json").exists() and not (tmp_path / "runs").exists()
+
+
+def test_bad_loss_override_fails_before_any_stage(tmp_path):
+    with pytest.raises(ClinclipError, match="taus.*unknown thresholded stream 'x'"):
+        run_demo(tmp_path / "out", DemoConfig.quick(loss_overrides={"taus.x": 0.9}))
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_loss_overrides_reach_the_training_config(tmp_path):
+    cfg = DemoConfig.quick(loss_overrides={"taus.t": 0.9, "weights.g": 0.5})
+    loss = _train_config("clip-ng-dtcg", tmp_path / "p.parquet", tmp_path / "run", cfg).loss_config()
+    assert loss.taus["t"] == 0.9 and loss.weights["g"] == 0.5 and loss.taus["c"] == 0.5  # the rest from the preset
+    default = _train_config("clip-ng-dtcg", tmp_path / "p.parquet", tmp_path / "run", DemoConfig()).loss_config()
+    assert default.taus == {"t": 0.95, "c": 0.5, "g": 0.95}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 
@@ -50,8 +51,13 @@ def demo(
     batch_size: int = typer.Option(None, "--batch-size", help="Training batch size."),
     lr: float = typer.Option(None, "--lr", help="Peak learning rate."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data, the training and the evaluation."),
+    device: str = typer.Option("auto", "--device", help="auto (a CUDA GPU when there is one), cpu, cuda, cuda:N."),
+    loss: Optional[List[str]] = typer.Option(
+        None, "--loss", help="Loss override KEY=VALUE for the trained variants, repeatable (e.g. taus.t=0.9); "
+                             "replaces the demo's own (taus.t=0.95, taus.g=0.95)."),
     quick: bool = typer.Option(False, "--quick", help="A reduced run (about a minute): checks the plumbing."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when an expectation fails."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous demo's outputs in --out."),
 ) -> None:
     """Run the method end to end on phantom data (CPU, no download, ~15 min): generate, adapt, prepare
     the reports, train clip and clip-ng-dtcg, evaluate both (CXR-Align, zero-shot, adversarial), and
@@ -60,10 +66,25 @@ def demo(
 
     overrides = {k: v for k, v in dict(n_studies=n, steps=steps, batch_size=batch_size, lr=lr).items()
                  if v is not None}
-    cfg = DemoConfig.quick(seed=seed, **overrides) if quick else DemoConfig(seed=seed, **overrides)
-    outcome = run_demo(out, cfg)
+    if loss is not None:
+        overrides["loss_overrides"] = _loss_overrides(loss)
+    make = DemoConfig.quick if quick else DemoConfig
+    cfg = make(seed=seed, device=device, **overrides)
+    outcome = run_demo(out, cfg, overwrite=overwrite)
     if strict and not all(e.passed for e in outcome.expectations):
         raise typer.Exit(code=1)
+
+
+def _loss_overrides(items: List[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE (e.g. taus.t=0.9), got {item!r}", param_hint="--loss")
+        out[key.strip().removeprefix("loss.")] = yaml.safe_load(value)
+    return out
 
 
 def register(app: typer.Typer) -> None:
