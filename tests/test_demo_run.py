@@ -83,6 +83,7 @@ def test_html_is_offline_and_has_the_curves(demo_run):
     assert not remote, remote
     assert not re.search(r"url\(\s*['\"]?(https?:)?//", page)  # no remote CSS resources either
     assert "Training curves" in page and "Demo outcome" in page
+    assert page.index("Demo outcome") < page.index("Table 2")  # the demo's verdict leads the page
     assert "PASS" in page or "FAIL" in page
 
 

@@ -1,5 +1,5 @@
 """CLI: ``clinclip train VARIANT_OR_CONFIG_YAML [key=value ...] [--resume] [--init DIR]`` (also under
-``torchrun --nproc-per-node N -m clinclip.cli.main train ...``)."""
+``torchrun --nproc-per-node N -m clinclip train ...``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ EPILOG = (
     "Examples:\n\n"
     "  clinclip train clip-ng-dtcg model=tiny data.manifest=prepared.parquet out_dir=runs/x steps=200\n\n"
     "  clinclip train clip-ng-dtcg model=paper data.manifest=mimic.parquet out_dir=runs/paper\n\n"
-    "  torchrun --nproc-per-node 4 -m clinclip.cli.main train clip-ng-dtcg model=paper data.manifest=m.parquet\n\n"
+    "  torchrun --nproc-per-node 4 -m clinclip train clip-ng-dtcg model=paper data.manifest=m.parquet\n\n"
     "  clinclip train runs/x/config.yaml --resume\n\n"
     "  clinclip train con2 --init /models/chexagent-siglip data.manifest=prepared.parquet lr=1e-5 steps=2000\n\n"
     "Keys: see `clinclip train --show-config` (model.<key> and loss.<key> reach into the model preset and the "

@@ -200,9 +200,10 @@ span.src{color:#777;font-size:11px}img{max-width:560px;border:1px solid #ccd}
 
 
 def render_report(results: dict[str, dict], out_html: str | Path,
-                  extra_sections: Sequence[tuple[str, str]] = (), title: str = "clinclip evaluation report"
-                  ) -> Path:
-    """Write the HTML report; returns its path. See the module docstring."""
+                  extra_sections: Sequence[tuple[str, str]] = (), title: str = "clinclip evaluation report",
+                  lead_sections: Sequence[tuple[str, str]] = ()) -> Path:
+    """Write the HTML report; returns its path. See the module docstring. ``lead_sections`` (heading, HTML
+    fragment) come before the paper's tables, ``extra_sections`` after them."""
     models = _models(results) or ["(no result)"]
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
@@ -229,6 +230,8 @@ def render_report(results: dict[str, dict], out_html: str | Path,
     body = [f"<h1>{html.escape(title)}</h1>",
             f"<p class='caption'>Generated {now} from {len(results)} result file(s). Numbers are "
             f"percentages; '–' marks a cell with no result.</p>"]
+    for heading, fragment in lead_sections:
+        body += [f"<h2>{html.escape(heading)}</h2>", fragment]
     for heading, table, caption in sections:
         body += [f"<h2>{html.escape(heading)}</h2>", table, f"<p class='caption'>{html.escape(caption)}</p>"]
     plots = _plots(results)

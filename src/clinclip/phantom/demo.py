@@ -292,7 +292,8 @@ def _expectations_html(expectations: list[Expectation], results: dict, cfg: Demo
     )
     return (
         f"<p>Phantom data ({cfg.n_studies} studies), tiny preset, {cfg.steps} steps of batch {cfg.batch_size} "
-        f"per model, wall time {wall / 60:.1f} min. Measured, not asserted.</p>"
+        f"per model (peak lr {cfg.lr:g}; loss overrides {html.escape(str(cfg.loss_overrides or 'none'))}), "
+        f"wall time {wall / 60:.1f} min. Measured, not asserted.</p>"
         f"<table><tr><th>expectation</th><th>measured</th><th>outcome</th></tr>{rows}</table>"
         f"<h3>Headline numbers (fractions)</h3><table><tr><th>model</th>{head}</tr>{body}</table>"
         f"<h3>Zero-shot AUC per finding</h3><table><tr><th>finding</th>{pf_head}</tr>{pf_body}</table>"
@@ -410,10 +411,8 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, console=None,
     render_report(
         task_results,
         html_path,
-        extra_sections=[
-            ("Demo outcome", _expectations_html(expectations, results, cfg, wall)),
-            ("Training curves", figure_html(training_curves_figure(logs), "training curves")),
-        ],
+        lead_sections=[("Demo outcome", _expectations_html(expectations, results, cfg, wall))],
+        extra_sections=[("Training curves", figure_html(training_curves_figure(logs), "training curves"))],
         title="clinclip demo: phantom data, clip vs clip-ng-dtcg",
     )
     payload = dict(results)
