@@ -50,8 +50,8 @@ class DemoConfig:
     # keep SPEC's starting point 0.8/0.5/0.8). A random-init 2-layer BERT gives every report the same CLS
     # vector (cosine 1.000); trained, reports sit at cosine ~0.90 of one another and of their own hard
     # negative, graphs at ~0.91 (0.94). At tau 0.8 the hard negative thus gets a soft label of 0.5-0.7 of the
-    # positive's, which cancels the negation signal (CXR-Align A 0.56); at 0.95 only near-duplicates, such as
-    # the templated normal reports, share targets. ``clip`` has no soft labels, so they change nothing there.
+    # positive's, which cancels the negation signal (CXR-Align A 0.56-0.64); at 0.95 only near-duplicates,
+    # such as the templated normal reports, share targets (A 0.84). ``clip`` has no soft labels: no effect there.
     loss_overrides: dict = field(default_factory=lambda: {"taus.t": 0.95, "taus.g": 0.95})
 
     @classmethod
