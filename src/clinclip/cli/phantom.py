@@ -76,15 +76,10 @@ def demo(
 
 
 def _loss_overrides(items: List[str]) -> dict:
-    import yaml
+    """``--loss taus.t=0.9`` items as the demo's loss overrides (values parsed as ``clinclip train`` does)."""
+    from clinclip.train.config import parse_overrides
 
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"expected KEY=VALUE (e.g. taus.t=0.9), got {item!r}", param_hint="--loss")
-        out[key.strip().removeprefix("loss.")] = yaml.safe_load(value)
-    return out
+    return {key.removeprefix("loss."): value for key, value in parse_overrides(items).items()}
 
 
 def register(app: typer.Typer) -> None:
