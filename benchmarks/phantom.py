@@ -1,6 +1,6 @@
 """Phantom generation throughput (studies per second, files included) by worker count.
 
-    python benchmarks/phantom.py [--n 2000] [--size 160]
+    python benchmarks/phantom.py [--n 2000] [--size 128]
 
 Target (SPEC section 8 / the demo issue): at least 200 studies/s including writing the files.
 """
@@ -19,7 +19,7 @@ from clinclip.phantom import PhantomConfig, generate_phantom
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--size", type=int, default=160)
+    parser.add_argument("--size", type=int, default=128)
     args = parser.parse_args()
     cpus = os.cpu_count() or 1
     counts = sorted({1, min(2, cpus), cpus})

@@ -81,7 +81,7 @@ def test_layout_and_columns_are_mimic_cxr_jpg(collection):
     assert split.groupby("subject_id")["split"].nunique().max() == 1  # patient-level split
     assert len(split) == len(meta) == len(chex) == N_MEASURED
     assert set(meta["ViewPosition"]) <= {"PA", "AP"}
-    assert (meta["Rows"] == 160).all() and (meta["Columns"] == 160).all()
+    assert (meta["Rows"] == 128).all() and (meta["Columns"] == 128).all()
     values = chex[list(OBSERVATIONS)].to_numpy()
     assert set(np.unique(values[~np.isnan(values)])) <= {-1.0, 0.0, 1.0}
     assert set(chex["No Finding"].dropna()) == {1.0}
@@ -93,7 +93,7 @@ def test_layout_and_columns_are_mimic_cxr_jpg(collection):
         assert (study / f"{row.dicom_id}.jpg").is_file()
         assert study.with_suffix(".txt").is_file()
     with Image.open(study / f"{row.dicom_id}.jpg") as img:
-        assert img.mode == "L" and img.size == (160, 160)
+        assert img.mode == "L" and img.size == (128, 128)
 
 
 def test_chexpert_labels_follow_the_truth(measured):

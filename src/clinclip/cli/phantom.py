@@ -15,7 +15,7 @@ def phantom(
     out: Path = typer.Option(..., "--out", help="Folder to write the MIMIC-CXR-JPG-style collection into."),
     n: int = typer.Option(3000, "--n", help="Number of studies (one frontal image and one report each)."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed writes the same files."),
-    size: int = typer.Option(160, "--size", help="Image side in pixels (at least 64)."),
+    size: int = typer.Option(128, "--size", help="Image side in pixels (at least 64)."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of patients in the test split."),
     workers: int = typer.Option(None, "--workers", help="Worker processes (default: CPU count, at most 8)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder."),

@@ -38,8 +38,7 @@ class DemoConfig:
     batch_size: int = 32
     lr: float = 5e-4
     warmup_steps: int = 50
-    image_size: int = 128  # trained size; the phantom is written at ``phantom_size``
-    phantom_size: int = 160
+    image_size: int = 128  # the phantom is written at the trained size (no resize in the loader)
     test_fraction: float = 0.2
     seed: int = 0
     workers: int | None = None
@@ -121,7 +120,7 @@ class _Stages:
 def _make_phantom(cfg: DemoConfig, root: Path):
     from clinclip.phantom import PhantomConfig, generate_phantom
 
-    phantom_cfg = PhantomConfig(n_studies=cfg.n_studies, seed=cfg.seed, image_size=cfg.phantom_size,
+    phantom_cfg = PhantomConfig(n_studies=cfg.n_studies, seed=cfg.seed, image_size=cfg.image_size,
                                 test_fraction=cfg.test_fraction)
     return generate_phantom(root, phantom_cfg, workers=cfg.workers, overwrite=True)
 
