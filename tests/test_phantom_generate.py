@@ -157,7 +157,9 @@ def test_image_is_a_function_of_true_labels_and_seed(collection, measured):
     for i in range(0, N_MEASURED, 50):
         spec = spec_from_truth_row(truth.iloc[i])
         buffer = io.BytesIO()
-        Image.fromarray(render_image(spec, 3, 160)).save(buffer, format="JPEG", quality=PhantomConfig().jpeg_quality)
+        defaults = PhantomConfig()
+        Image.fromarray(render_image(spec, 3, defaults.image_size)).save(buffer, format="JPEG",
+                                                                         quality=defaults.jpeg_quality)
         again = np.asarray(Image.open(buffer), dtype=np.float32)
         assert np.array_equal(again, images[i])
 
