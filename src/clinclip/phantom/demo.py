@@ -32,8 +32,8 @@ class DemoConfig:
 
     n_studies: int = 3000
     # Measured on the phantom (docs/demo.md): from random init the contrastive loss first sits on a plateau
-    # (~log B); at the tiny preset's lr 5e-4 it starts to fall after ~250 steps. Higher peak lrs (1.5e-3,
-    # 2e-3) left the plateau sooner in one run and collapsed for good (loss exactly log B) in another.
+    # (~log B); at the tiny preset's lr 5e-4 (mean text pooling) it starts to fall after ~120 steps. Higher
+    # peak lrs (1.5e-3, 2e-3) left the plateau sooner in one run and collapsed for good in another.
     steps: int = 500  # optimisation steps per model
     batch_size: int = 32
     lr: float = 5e-4
@@ -158,6 +158,7 @@ def _device(cfg: DemoConfig) -> str:
 def _train_config(variant: str, prepared: Path, run_dir: Path, cfg: DemoConfig):
     from clinclip.train import TrainConfig
 
+    device = _device(cfg)
     return TrainConfig.from_presets(
         model="tiny",
         variant=variant,
@@ -170,9 +171,9 @@ def _train_config(variant: str, prepared: Path, run_dir: Path, cfg: DemoConfig):
             "warmup_epochs": 0,
             "warmup_steps": cfg.warmup_steps,
             "seed": cfg.seed,
-            "device": _device(cfg),
+            "device": device,
             # 2 loader workers suit the 2-core CPU the defaults are sized for; a GPU needs more to stay fed
-            "num_workers": 2 if _device(cfg) == "cpu" else min(8, os.cpu_count() or 2),
+            "num_workers": 2 if device == "cpu" else min(8, os.cpu_count() or 2),
             "tensorboard": False,
             "model.image.image_size": cfg.image_size,
             **{f"loss.{key}": value for key, value in cfg.loss_overrides.items()},
