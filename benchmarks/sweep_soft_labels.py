@@ -90,7 +90,7 @@ def prepare_phantom(out: Path, demo_cfg, console) -> Path:
 
 def build_align_benchmark(prepared: Path, out: Path, source: str, seed: int, console) -> dict:
     from clinclip.evaluate.cxr_align import build_benchmark, write_benchmark
-    from clinclip.evaluate.data import read_manifest, select_split
+    from clinclip.manifest import read_manifest, select_split
 
     frame = select_split(read_manifest(prepared), "test", prepared)
     benchmark, skipped = build_benchmark(frame, source=source, seed=seed, labeler_backend="rules", manifest=prepared)

@@ -18,7 +18,7 @@ from clinclip.data.labels import (
     VINDR_TO_OBSERVATIONS,
     check_mapping,
 )
-from clinclip.data.manifest import BASE_COLUMNS
+from clinclip.manifest import BASE_COLUMNS
 from clinclip.observations import OBSERVATIONS
 from data_helpers import gradient, write_csv, write_dicom, write_png
 

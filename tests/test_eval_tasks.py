@@ -48,7 +48,7 @@ def store(text_table, tmp_path=None) -> EmbeddingStore:
 
 
 def frame_of(path):
-    from clinclip.evaluate.data import read_manifest
+    from clinclip.manifest import read_manifest
 
     return read_manifest(path)
 

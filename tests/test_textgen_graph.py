@@ -8,9 +8,8 @@ from collections import Counter
 import pytest
 
 from clinclip.errors import ClinclipError
-from clinclip.text.graph import (
-    RadGraphBackend, build_graph, build_graphs, dumps, map_radgraph_label, radgraph_to_graph, validate_graph,
-)
+from clinclip.manifest import validate_graph
+from clinclip.text.graph import RadGraphBackend, build_graph, build_graphs, dumps, map_radgraph_label, radgraph_to_graph
 from textgen_helpers import iu_frame
 
 

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from clinclip.cli.main import app
 from clinclip.errors import ClinclipError
 from clinclip.observations import OBSERVATIONS
-from clinclip.text.graph import validate_graph
-from clinclip.text.prepare import OUTPUT_COLUMNS, prepare_corpus, prepare_corpus_with_summary, PrepareOptions, write_manifest
+from clinclip.manifest import PREPARED_COLUMNS, validate_graph, write_manifest
+from clinclip.text.prepare import prepare_corpus, prepare_corpus_with_summary, PrepareOptions
 from textgen_helpers import iu_frame
 
 
@@ -25,7 +25,7 @@ def iu(iu_reports_path) -> pd.DataFrame:
 def test_columns_and_content(iu):
     out = prepare_corpus(iu, progress=False)
     gold = [c for c in iu.columns if c != "report"]
-    assert list(out.columns) == list(iu.columns) + list(OUTPUT_COLUMNS)  # IU has no colliding columns
+    assert list(out.columns) == list(iu.columns) + list(PREPARED_COLUMNS)  # IU has no colliding columns
     pd.testing.assert_frame_equal(out[list(iu.columns)], iu)  # input columns kept untouched
     from clinclip.text.sentences import split_report
 
@@ -112,7 +112,7 @@ def test_missing_text_column_is_a_clear_error_and_an_empty_corpus_is_fine(tmp_pa
     with pytest.raises(ClinclipError, match="text column 'report' not found.*'notes'"):
         prepare_corpus(pd.DataFrame({"notes": ["x"]}), progress=False)
     empty = prepare_corpus(pd.DataFrame({"report": pd.Series([], dtype=object)}), progress=False)
-    assert len(empty) == 0 and list(empty.columns) == ["report", *OUTPUT_COLUMNS]
+    assert len(empty) == 0 and list(empty.columns) == ["report", *PREPARED_COLUMNS]
     write_manifest(empty, tmp_path / "empty.parquet")
     assert list(pd.read_parquet(tmp_path / "empty.parquet").columns) == list(empty.columns)
 
@@ -125,7 +125,7 @@ def test_cli(tmp_path, iu):
     assert result.exit_code == 0, result.output
     assert "rows kept" in result.output
     frame = pd.read_parquet(out)
-    assert len(frame) == 30 and list(frame.columns)[-len(OUTPUT_COLUMNS):] == list(OUTPUT_COLUMNS)
+    assert len(frame) == 30 and list(frame.columns)[-len(PREPARED_COLUMNS):] == list(PREPARED_COLUMNS)
     assert len(prepare_corpus(src, seed=1, out=tmp_path / "api.parquet", progress=False)) == 30
     assert (tmp_path / "api.parquet").read_bytes() == out.read_bytes()  # Python API == CLI
     result = CliRunner().invoke(app, ["text", "prepare", "--input", str(src), "--out", str(out),

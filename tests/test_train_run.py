@@ -129,7 +129,7 @@ def test_missing_columns_and_small_split_are_clear_errors(clean_manifest, tmp_pa
     frame.to_parquet(broken)
     with pytest.raises(ClinclipError, match=r"missing column\(s\) \['text_negated'\]"):
         run_training(_config("clip-n", broken, tmp_path / "a"))
-    with pytest.raises(ClinclipError, match="no rows with split == 'test'"):
+    with pytest.raises(ClinclipError, match="no row with split == 'test'"):
         run_training(_config("clip", clean_manifest, tmp_path / "b", **{"data.split": "test"}))
     with pytest.raises(ClinclipError, match="fewer than one batch"):
         run_training(_config("clip", clean_manifest, tmp_path / "c", batch_size=16))

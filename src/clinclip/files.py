@@ -1,13 +1,42 @@
 """Reading the small JSON / YAML files every part has (configs, presets, prompt files, benchmarks), with
-one set of error messages that name the file and what is wrong with it."""
+one set of error messages that name the file and what is wrong with it; and the one way every part writes a
+file atomically."""
 
 from __future__ import annotations
 
 import json
+import os
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+import yaml
 
 from clinclip.errors import ClinclipError
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; renamed onto ``path`` when the block ends without an
+    error, removed otherwise. A killed run never leaves a half-written file, and parallel writers never read
+    one. The temporary name ends in ``path``'s suffix, so writers that pick a format by suffix still work."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Unique per process and thread (parallel writers); created by the writer, so with the usual permissions.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through ``atomic_path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def read_mapping(path: str | Path, what: str = "file") -> dict[str, Any]:
@@ -25,8 +54,6 @@ def read_mapping(path: str | Path, what: str = "file") -> dict[str, Any]:
         except json.JSONDecodeError as err:
             raise ClinclipError(f"{path}: {what} is not valid JSON ({err})") from None
     else:
-        import yaml
-
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as err:

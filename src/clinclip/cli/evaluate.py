@@ -37,7 +37,7 @@ def _store(model: str, cache_dir: Optional[str], batch_size: int, device: Option
 
 
 def _frame(data: str, split: Optional[str]):
-    from clinclip.evaluate.data import drop_skipped, read_manifest, select_split
+    from clinclip.manifest import drop_skipped, read_manifest, select_split
 
     frame = select_split(read_manifest(data), split, data)
     frame, skipped = drop_skipped(frame)
@@ -234,7 +234,7 @@ def align_build_cmd(data: str = typer.Option(..., "--data", help="Prepared manif
                     labeler: str = typer.Option("rules", help="Labeler that verifies each r^n.")) -> None:
     """Build CXR-Align triplets (I, r, r^n) and (I, r, r^r) from the abnormal studies of a prepared split."""
     from clinclip.evaluate.cxr_align import build_benchmark, write_benchmark
-    from clinclip.evaluate.data import read_manifest, select_split
+    from clinclip.manifest import read_manifest, select_split
 
     frame = select_split(read_manifest(data), split, data)
     bench, counts = build_benchmark(frame, source=source, seed=seed, labeler_backend=labeler, manifest=data)

@@ -49,8 +49,9 @@ def prepare(
     from rich.table import Table
 
     from clinclip.errors import ClinclipError
+    from clinclip.manifest import write_manifest
     from clinclip.text.io import read_reports
-    from clinclip.text.prepare import PrepareOptions, format_summary, prepare_corpus_with_summary, write_manifest
+    from clinclip.text.prepare import PrepareOptions, format_summary, prepare_corpus_with_summary
 
     labeler_options = {}
     if labeler == "chexbert":

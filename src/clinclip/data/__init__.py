@@ -3,8 +3,8 @@ image I/O (``images``); resized-image preparation (``prepare_images``); torch tr
 
 from clinclip.data.adapters import ADAPTERS, AdapterOptions, DatasetAdapter, PrepareSummary
 from clinclip.data.images import ImageReadError, load_image, save_image_uint8
-from clinclip.data.manifest import read_manifest
 from clinclip.data.prepare import build_manifest
+from clinclip.manifest import read_manifest
 
 __all__ = ["ADAPTERS", "AdapterOptions", "DatasetAdapter", "ImageReadError", "PrepareSummary", "build_manifest",
            "load_image", "read_manifest", "save_image_uint8"]

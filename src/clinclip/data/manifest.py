@@ -1,6 +1,5 @@
-"""The data manifest (docs/ARCHITECTURE.md "Data manifest") and the shared plumbing of the adapters:
-reading a dataset's CSV with its required columns checked, skip accounting, views, patient-level splits,
-and writing/reading the manifest file."""
+"""The shared plumbing of the data adapters: finding a dataset's files, identifiers, skip accounting, views and
+patient-level splits. The manifest itself (schema, reader, writer) is ``clinclip.manifest``."""
 
 from __future__ import annotations
 
@@ -14,13 +13,11 @@ import numpy as np
 import pandas as pd
 
 from clinclip.errors import ClinclipError
-
-BASE_COLUMNS: tuple[str, ...] = ("image_path", "image_id", "study_id", "patient_id", "split", "view", "report")
-SPLITS: tuple[str, ...] = ("train", "validate", "test")
+from clinclip.manifest import SPLITS
 DEFAULT_SPLIT_FRACTIONS: tuple[float, float, float] = (0.7, 0.1, 0.2)
 
 
-# --- reading the dataset's own tables ---------------------------------------------------------------
+# --- finding the dataset's own tables ---------------------------------------------------------------
 
 
 def find_file(root: Path, names: Sequence[str], what: str) -> Path:
@@ -31,29 +28,6 @@ def find_file(root: Path, names: Sequence[str], what: str) -> Path:
             return candidate
     tried = ", ".join(str(root / n) for n in names)
     raise ClinclipError(f"{what} not found: looked for {tried}")
-
-
-def read_table(path: Path, required: Iterable[str], *, what: str = "", strip_headers: bool = False,
-               **read_kwargs) -> pd.DataFrame:
-    """Read a CSV (.csv/.csv.gz, by pandas) or Parquet and check its columns: a missing file or column is an
-    error naming the file, the missing columns and the columns found."""
-    path = Path(path)
-    label = f"{what} {path}" if what else str(path)
-    if not path.is_file():
-        raise ClinclipError(f"{label} not found")
-    try:
-        if path.suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, **read_kwargs)
-    except Exception as err:  # noqa: BLE001 - pandas parser / gzip / encoding errors
-        raise ClinclipError(f"{label} could not be read: {type(err).__name__}: {err}") from None
-    if strip_headers:  # e.g. SIIM's " EncodedPixels" has a leading space in the published file
-        frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise ClinclipError(f"{label}: missing column(s) {missing}; columns found: {list(frame.columns)}")
-    return frame
 
 
 def as_id(values: pd.Series) -> pd.Series:
@@ -141,43 +115,3 @@ def patient_split(patient_ids: Iterable[str], fractions: Sequence[float] = DEFAU
         u = int.from_bytes(digest[:8], "big") / 2**64
         assignment[pid] = SPLITS[int(np.searchsorted(edges, u, side="right").clip(0, 2))]
     return assignment
-
-
-# --- the manifest file ------------------------------------------------------------------------------
-
-
-def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Parquet for .parquet, CSV otherwise; written to a temp file first, then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix == ".parquet":
-        frame.to_parquet(tmp, index=False)
-    else:
-        frame.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
-
-
-def read_manifest(path: str | Path) -> pd.DataFrame:
-    """A manifest written by ``write_table`` (Parquet or CSV); ``image_path`` made absolute relative to the
-    manifest's folder when it is relative."""
-    path = Path(path)
-    frame = read_table(path, ["image_path"], what="manifest", dtype={c: str for c in BASE_COLUMNS if c != "report"}
-                       ) if path.suffix != ".parquet" else read_table(path, ["image_path"], what="manifest")
-    root = path.resolve().parent
-    frame["image_path"] = [p if Path(p).is_absolute() else str(root / p) for p in frame["image_path"].astype(str)]
-    return frame
-
-
-def check_manifest(frame: pd.DataFrame, where: str = "manifest") -> None:
-    """The contract every adapter's output satisfies (used by the adapters and their tests)."""
-    missing = [c for c in BASE_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ClinclipError(f"{where}: missing column(s) {missing}; columns found: {list(frame.columns)}")
-    bad = sorted(set(frame["split"]) - set(SPLITS))
-    if bad:
-        raise ClinclipError(f"{where}: unknown split value(s) {bad}; expected {list(SPLITS)}")
-    if frame["image_path"].duplicated().any():
-        dup = frame.loc[frame["image_path"].duplicated(), "image_path"].iloc[0]
-        raise ClinclipError(f"{where}: image_path {dup} appears more than once")

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from clinclip.data.adapters import ADAPTERS, AdapterOptions, DatasetAdapter, PrepareSummary
-from clinclip.data.manifest import write_table
 from clinclip.errors import ClinclipError
+from clinclip.manifest import write_manifest
 
 
 def skipped_path(out: str | os.PathLike) -> Path:
@@ -30,9 +30,9 @@ def build_manifest(dataset: str, root: str | os.PathLike, out: str | os.PathLike
     adapter = get_adapter(dataset)(root, options or AdapterOptions.from_kwargs(**kwargs))
     out = Path(out)
     manifest = adapter.manifest()
-    write_table(manifest, out)
+    write_manifest(manifest, out)
     skipped = skipped_path(out)
-    write_table(adapter.skips.frame(), skipped)
+    write_manifest(adapter.skips.frame(), skipped)
     return PrepareSummary(
         dataset=dataset, rows_read=adapter.rows_read, rows_kept=len(manifest), skipped=adapter.skips.counts(),
         notes=dict(adapter.skips.notes), splits={k: int(v) for k, v in manifest["split"].value_counts().items()},

@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 
 from clinclip.data.images import ImageReadError, load_image, resize_shorter_side, save_image_uint8
-from clinclip.data.manifest import read_manifest, write_table
 from clinclip.data.prepare import skipped_path
 from clinclip.errors import ClinclipError
+from clinclip.manifest import read_manifest, write_manifest
 
 
 @dataclass
@@ -69,8 +69,6 @@ def prepare_images(manifest: str | os.PathLike, out_dir: str | os.PathLike, size
         raise ClinclipError(f"prepare-images: --size must be at least 8 pixels, got {size}")
     start = time.perf_counter()
     frame = read_manifest(manifest)
-    if "image_id" not in frame.columns:
-        frame["image_id"] = [Path(p).stem for p in frame["image_path"]]
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     out_manifest = Path(out_manifest) if out_manifest else out_dir / "manifest.parquet"
@@ -108,8 +106,8 @@ def prepare_images(manifest: str | os.PathLike, out_dir: str | os.PathLike, size
                             "image_path": list(failed.keys()),
                             "reason": [f"image could not be read: {m}" for m in failed.values()]},
                            columns=["dataset", "source", "key", "image_path", "reason"])
-    write_table(frame[ok].reset_index(drop=True), out_manifest)
+    write_manifest(frame[ok].reset_index(drop=True), out_manifest)
     side = skipped_path(out_manifest)
-    write_table(skipped, side)
+    write_manifest(skipped, side)
     return PrepareImagesSummary(images=len(frame), written=written, already_done=already, failed=failed,
                                 manifest=out_manifest, skipped_file=side, seconds=time.perf_counter() - start)

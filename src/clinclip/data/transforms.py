@@ -19,8 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from clinclip.errors import ClinclipError
-
-RESIZE_MODES = ("shorter_crop", "squash")
+from clinclip.manifest import RESIZE_MODES
 
 
 def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:

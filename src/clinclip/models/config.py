@@ -26,12 +26,11 @@ from typing import Any
 
 from clinclip.errors import ClinclipError
 from clinclip.files import read_mapping
+from clinclip.manifest import GRAPH_NODE_TYPES, RESIZE_MODES
 
 MODEL_TYPE_MARKER = "clinclip"
 FAMILIES = ("clinclip", "hf-clip")
 TEXT_POOLINGS = ("cls", "mean")
-ENTITY_TYPES = ("ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA", "EMPTY")
-RESIZE_MODES = ("shorter_crop", "squash")
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / "models"
 
 # ImageNet statistics: what pretrained Swin / ViT backbones expect.
@@ -143,7 +142,7 @@ class GraphEncoderConfig:
     phrase_max_length: int = 32
     hidden_dim: int = 256
     num_layers: int = 2
-    entity_types: tuple[str, ...] = ENTITY_TYPES
+    entity_types: tuple[str, ...] = GRAPH_NODE_TYPES
     phrase_cache_dir: str | None = None  # optional on-disk cache of phrase embeddings
 
     def validate(self, where: str = "graph") -> None:

@@ -20,9 +20,7 @@ import torch
 from torch import nn
 
 from clinclip.errors import ClinclipError
-
-PLACEHOLDER_PHRASE = "no entity"
-PLACEHOLDER_TYPE = "EMPTY"
+from clinclip.manifest import EMPTY_ENTITY_TYPE, EMPTY_PHRASE
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ def parse_graph(graph: str | dict[str, Any], allowed_types: Sequence[str], where
     if not isinstance(entities, dict):
         raise ClinclipError(f"{where}: 'entities' must be an object keyed by entity id")
     if not entities:
-        return ParsedGraph((PLACEHOLDER_PHRASE,), (PLACEHOLDER_TYPE,), ())
+        return ParsedGraph((EMPTY_PHRASE,), (EMPTY_ENTITY_TYPE,), ())
     position = {str(key): i for i, key in enumerate(entities)}
     phrases, types, edges = [], [], set()
     for key, entity in entities.items():

@@ -137,7 +137,8 @@ def _prepare(manifest: Path, prepared: Path, cfg: DemoConfig) -> Path:
     """The real report pipeline: sections, single-entity sentences, temporal removal, hard negatives,
     graphs. Labels are MIMIC's chexpert.csv ones (the ``csv`` backend), as for real MIMIC."""
     from clinclip.data import read_manifest
-    from clinclip.text.prepare import PrepareOptions, prepare_corpus_with_summary, write_manifest
+    from clinclip.manifest import write_manifest
+    from clinclip.text.prepare import PrepareOptions, prepare_corpus_with_summary
 
     frame = read_manifest(manifest)
     workers = cfg.workers if cfg.workers is not None else min(os.cpu_count() or 1, 4)
@@ -193,7 +194,7 @@ def _evaluate(variant: str, model_dir: Path, prepared: Path, benchmark: dict, ca
     from clinclip.evaluate.adversarial import adversarial
     from clinclip.evaluate.classification import zero_shot
     from clinclip.evaluate.cxr_align import score_benchmark
-    from clinclip.evaluate.data import read_manifest, select_split
+    from clinclip.manifest import read_manifest, select_split
     from clinclip.evaluate.embeddings import open_store
     from clinclip.evaluate.prompts import load_prompts
 
@@ -355,7 +356,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, console=None,
     from rich.console import Console
 
     from clinclip.evaluate.cxr_align import build_benchmark, write_benchmark
-    from clinclip.evaluate.data import read_manifest, select_split
+    from clinclip.manifest import read_manifest, select_split
     from clinclip.evaluate.report import figure_html, render_report
 
     cfg = cfg or DemoConfig()

@@ -1,6 +1,6 @@
 """Report graphs in the RadGraph schema (SPEC 2.6).
 
-Output (one dict per report, the shape of RadGraph's own output)::
+Output (one dict per report, the shape of RadGraph's own output; the schema is ``clinclip.manifest``'s)::
 
     {"text": "left pleural effusion .",          # the report's tokens joined by single spaces
      "entities": {"1": {"tokens": "left", "label": "ANAT-DP", "start_ix": 0, "end_ix": 0,
@@ -29,11 +29,9 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from clinclip.errors import ClinclipError
+from clinclip.manifest import EMPTY_NODE, ENTITY_TYPES, RELATION_TYPES
 from clinclip.observations import NO_FINDING
 
-ENTITY_TYPES = ("ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA")
-RELATION_TYPES = ("modify", "located_at", "suggestive_of")
-EMPTY_NODE = {"tokens": "no entity", "label": "EMPTY", "start_ix": -1, "end_ix": -1, "relations": []}
 ASSERTION_TO_LABEL = {"positive": "OBS-DP", "negative": "OBS-DA", "uncertain": "OBS-U"}
 
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:['\-][A-Za-z0-9]+)*|[^\sA-Za-z0-9]")
@@ -376,27 +374,3 @@ class RadGraphBackend:
             for k, i in enumerate(todo):
                 out[i] = radgraph_to_graph(annotations[str(k)])
         return out  # type: ignore[return-value]
-
-
-def validate_graph(graph: dict) -> None:
-    """Raise ValueError when ``graph`` breaks the schema (used by tests and by readers of manifests)."""
-    if set(graph) != {"text", "entities"} or not isinstance(graph["entities"], dict) or not graph["entities"]:
-        raise ValueError(f"graph must have exactly 'text' and a non-empty 'entities': {list(graph)}")
-    n_tokens = len(graph["text"].split())
-    ents = graph["entities"]
-    for key, ent in ents.items():
-        if set(ent) != {"tokens", "label", "start_ix", "end_ix", "relations"}:
-            raise ValueError(f"entity {key}: keys {sorted(ent)}")
-        if ent["label"] == "EMPTY":
-            if len(ents) != 1:
-                raise ValueError("the EMPTY placeholder must be the only node")
-            continue
-        if ent["label"] not in ENTITY_TYPES:
-            raise ValueError(f"entity {key}: label {ent['label']}")
-        if not 0 <= ent["start_ix"] <= ent["end_ix"] < n_tokens:
-            raise ValueError(f"entity {key}: span {ent['start_ix']}..{ent['end_ix']} outside {n_tokens} tokens")
-        if ent["tokens"] != " ".join(graph["text"].split()[ent["start_ix"]:ent["end_ix"] + 1]):
-            raise ValueError(f"entity {key}: tokens '{ent['tokens']}' do not match its span")
-        for kind, target in ent["relations"]:
-            if kind not in RELATION_TYPES or target not in ents or target == key:
-                raise ValueError(f"entity {key}: bad relation {kind} -> {target}")

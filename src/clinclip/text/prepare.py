@@ -20,16 +20,15 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from clinclip.errors import ClinclipError
+from clinclip.manifest import PREPARED_COLUMNS, write_manifest
 from clinclip.observations import OBSERVATIONS
 
-OUTPUT_COLUMNS = ("findings", "impression", "sentences", "text", *OBSERVATIONS, "text_negated", "text_removed",
-                  "negated_entity", "negation_position", "negated_labels", "graph", "graph_negated", "skip_reason")
 LABELERS = ("rules", "chexbert", "csv")
 GRAPH_BACKENDS = ("rules", "radgraph")
 GIVEN_PREFIX = "given_"
@@ -184,7 +183,6 @@ def prepare_corpus(frame: pd.DataFrame | str | Path, text_column: str = "report"
     result = prepare_corpus_with_summary(frame, PrepareOptions(text_column=text_column, labeler=labeler, seed=seed,
                                                                workers=workers, **options))[0]
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
         write_manifest(result, out)
     return result
 
@@ -374,46 +372,12 @@ def _rename_collisions(frame: pd.DataFrame, labeler: str) -> pd.DataFrame:
     """A copy of the input whose columns that the pipeline writes are renamed ``given_<name>`` (with
     ``--labeler csv`` the 14 observation columns are the labels and are overwritten in place)."""
     keep_in_place = set(OBSERVATIONS) if labeler == "csv" else set()
-    rename = {c: GIVEN_PREFIX + c for c in frame.columns if c in OUTPUT_COLUMNS and c not in keep_in_place}
+    rename = {c: GIVEN_PREFIX + c for c in frame.columns if c in PREPARED_COLUMNS and c not in keep_in_place}
     for old, new in rename.items():
         if new in frame.columns:
             raise ClinclipError(f"input has both '{old}' and '{new}' columns; rename one of them")
     out = frame.rename(columns=rename).reset_index(drop=True)
     return out.copy()
-
-
-def manifest_schema(frame: pd.DataFrame):
-    """The Arrow schema of a prepared manifest: input columns as pandas infers them, ours typed."""
-    import pyarrow as pa
-
-    ours = {"findings": pa.string(), "impression": pa.string(), "sentences": pa.list_(pa.string()),
-            "text": pa.string(), **{name: pa.float64() for name in OBSERVATIONS}, "text_negated": pa.string(),
-            "text_removed": pa.string(), "negated_entity": pa.string(), "negation_position": pa.string(),
-            "negated_labels": pa.list_(pa.float64()), "graph": pa.string(), "graph_negated": pa.string(),
-            "skip_reason": pa.string()}
-    inputs = frame[[c for c in frame.columns if c not in ours]]
-    fields = list(pa.Schema.from_pandas(inputs, preserve_index=False))
-    return pa.schema(fields + [pa.field(name, ours[name]) for name in frame.columns if name in ours])
-
-
-def write_manifest(frame: pd.DataFrame, path) -> None:
-    """Write the prepared manifest as Parquet (same frame -> same bytes)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = manifest_schema(frame)
-    columns = []
-    for f in schema:
-        values = frame[f.name]
-        if f.name in OUTPUT_COLUMNS:  # typed explicitly (an empty or all-null column has no type to infer)
-            columns.append(pa.array([None if _is_missing(v) else v for v in values], type=f.type))
-        else:
-            columns.append(pa.Array.from_pandas(values, type=f.type))
-    pq.write_table(pa.Table.from_arrays(columns, schema=schema), str(path))
-
-
-def _is_missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def format_summary(summary: Counter) -> list[tuple[str, int]]:
@@ -422,8 +386,3 @@ def format_summary(summary: Counter) -> list[tuple[str, int]]:
     rest = sorted((k, v) for k, v in summary.items() if k not in ("rows", "rows kept") and v)
     rest.sort(key=lambda kv: (not kv[0].startswith("skipped"), kv[0]))
     return head + rest
-
-
-def iter_kept(frame: pd.DataFrame) -> Iterable[int]:
-    """Positions of the rows a trainer should use (no skip reason)."""
-    return np.flatnonzero(frame["skip_reason"].isna().to_numpy())

@@ -19,17 +19,18 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from clinclip.errors import ClinclipError
+from clinclip.manifest import LABEL_VALUES, SKIP_COLUMN, blank, read_manifest, select_split, skipped
 from clinclip.observations import OBSERVATIONS
 
 NUM_LABELS = len(OBSERVATIONS)
 MISSING_IMAGE = "missing image file"
 UNREADABLE_IMAGE = "unreadable image (corrupt or unsupported)"
 MAX_EXAMPLES = 20  # skipped images listed by path in the summary
-LABEL_VALUES = (1.0, 0.0, -1.0)
 
 
 @dataclass
@@ -50,20 +51,6 @@ class TrainingRows:
 
     def __len__(self) -> int:
         return len(self.texts)
-
-
-def read_manifest(path: str | Path):
-    import pandas as pd
-
-    path = Path(path)
-    try:
-        if path.suffix == ".parquet":
-            return pd.read_parquet(path)
-        if path.suffix in (".csv", ".gz"):
-            return pd.read_csv(path, low_memory=False)
-    except Exception as err:  # pyarrow / pandas raise many kinds; the message names the problem
-        raise ClinclipError(f"{path}: cannot read the manifest ({err.__class__.__name__}: {err})") from None
-    raise ClinclipError(f"{path}: unknown manifest format (expected .parquet or .csv)")
 
 
 def _label_vector(value: Any) -> np.ndarray | None:
@@ -90,7 +77,7 @@ def load_training_rows(manifest: str | Path, split: str, needs: Sequence[str], i
     """Select the usable rows of ``split``. ``needs`` is the loss variant's ``needed_inputs()``
     (``hard_negatives``, ``graphs``, ``labels``, ``neg_labels``)."""
     manifest = Path(manifest)
-    frame = read_manifest(manifest)
+    frame = read_manifest(manifest, image_root)
     needs = set(needs)
     required = ["image_path", "split", "text"]
     if "hard_negatives" in needs:
@@ -108,33 +95,20 @@ def load_training_rows(manifest: str | Path, split: str, needs: Sequence[str], i
         raise ClinclipError(f"{manifest}: missing column(s) {missing} that training with this variant needs "
                             f"(needs: {sorted(needs) or 'images and texts only'}); is this a prepared manifest "
                             "(`clinclip text prepare`)?")
-    splits = frame["split"].astype(str)
-    frame = frame[splits == split].reset_index(drop=True)
-    if frame.empty:
-        raise ClinclipError(f"{manifest}: no rows with split == {split!r} (splits present: "
-                            f"{sorted(set(splits))}); set data.split")
-    root = Path(image_root).expanduser() if image_root else manifest.resolve().parent
+    frame = select_split(frame, split, manifest)
     labels, bad_label_column = _observation_matrix(frame, manifest)
     n = len(frame)
 
-    def blank(name: str) -> np.ndarray:
-        values = frame[name]
-        text = values.astype(str).str.strip()
-        return (values.isna() | (text == "")).to_numpy()
-
     # Reasons in priority order: a row is counted once, under the first reason that applies.
-    checks: list[tuple[str, np.ndarray]] = []
-    if "skip_reason" in frame.columns:
-        skip = ~blank("skip_reason")
-        checks.append(("skip_reason", skip))
-    checks.append(("no image_path", blank("image_path")))
-    checks.append(("empty text", blank("text")))
+    checks: list[tuple[str, np.ndarray]] = [(SKIP_COLUMN, skipped(frame)),
+                                            ("no image_path", blank(frame["image_path"])),
+                                            ("empty text", blank(frame["text"]))]
     if "hard_negatives" in needs:
-        checks.append(("no hard negative (empty text_negated)", blank("text_negated")))
+        checks.append(("no hard negative (empty text_negated)", blank(frame["text_negated"])))
     if "graphs" in needs:
-        checks.append(("no graph", blank("graph")))
+        checks.append(("no graph", blank(frame["graph"])))
         if "hard_negatives" in needs:
-            checks.append(("no graph of the hard negative (empty graph_negated)", blank("graph_negated")))
+            checks.append(("no graph of the hard negative (empty graph_negated)", blank(frame["graph_negated"])))
     if "labels" in needs:
         checks.append(("unparseable label", np.array([c is not None for c in bad_label_column], dtype=bool)))
     neg_vectors: list[np.ndarray | None] = [None] * n
@@ -146,8 +120,8 @@ def load_training_rows(manifest: str | Path, split: str, needs: Sequence[str], i
     taken = np.zeros(n, dtype=bool)
     for reason, mask in checks:
         new = mask & ~taken
-        if reason == "skip_reason":
-            excluded.update(f"skip_reason: {r}" for r in frame.loc[new, "skip_reason"].astype(str))
+        if reason == SKIP_COLUMN:
+            excluded.update(f"skip_reason: {r}" for r in frame.loc[new, SKIP_COLUMN].astype(str))
         elif reason == "unparseable label":
             excluded.update(f"unparseable label in column {bad_label_column[i]!r}" for i in np.flatnonzero(new))
         else:
@@ -156,18 +130,15 @@ def load_training_rows(manifest: str | Path, split: str, needs: Sequence[str], i
     keep = np.flatnonzero(~taken).tolist()
     if max_rows is not None:
         keep = keep[:max_rows]
+
     def column(name: str) -> list[str]:
         values = frame[name].to_numpy()
         return [str(values[i]) for i in keep]
 
-    def resolve(path: str) -> str:
-        p = Path(path).expanduser()
-        return str(p if p.is_absolute() else root / p)
-
     return TrainingRows(
         manifest=manifest,
         split=split,
-        image_paths=[resolve(p) for p in column("image_path")],
+        image_paths=column("image_path"),
         texts=column("text"),
         neg_texts=column("text_negated") if "hard_negatives" in needs else None,
         graphs=column("graph") if "graphs" in needs else None,
@@ -182,8 +153,6 @@ def load_training_rows(manifest: str | Path, split: str, needs: Sequence[str], i
 def _observation_matrix(frame, manifest: Path) -> tuple[np.ndarray, list[str | None]]:
     """N x 14 float32 labels (NaN where blank or where a column is absent) and, per row, the first column whose
     value is not a CheXpert label value (None when the row is fine)."""
-    import pandas as pd
-
     n = len(frame)
     labels = np.full((n, NUM_LABELS), np.nan, dtype=np.float32)
     bad: list[str | None] = [None] * n

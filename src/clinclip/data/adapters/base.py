@@ -26,18 +26,16 @@ import pandas as pd
 
 from clinclip.data.labels import map_to_observations
 from clinclip.data.manifest import (
-    BASE_COLUMNS,
     DEFAULT_SPLIT_FRACTIONS,
-    SPLITS,
     VIEW_CHOICES,
     SkipLog,
-    check_manifest,
     is_frontal,
     normalize_split,
     normalize_view,
     patient_split,
 )
 from clinclip.errors import ClinclipError
+from clinclip.manifest import BASE_COLUMNS, SPLITS, check_manifest
 from clinclip.observations import OBSERVATIONS
 
 

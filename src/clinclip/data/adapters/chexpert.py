@@ -10,8 +10,9 @@ import pandas as pd
 
 from clinclip.data.adapters.base import DatasetAdapter
 from clinclip.data.labels import CHEXPERT_5X200_CLASSES, CHEXPERT_5X200_TO_OBSERVATIONS, IDENTITY_TO_OBSERVATIONS
-from clinclip.data.manifest import FRONTAL, LATERAL, as_id, find_file, read_table
+from clinclip.data.manifest import FRONTAL, LATERAL, as_id, find_file
 from clinclip.errors import ClinclipError
+from clinclip.manifest import read_table
 from clinclip.observations import FINDINGS, OBSERVATIONS
 
 CHEXPERT_PLUS_CSV = "df_chexpert_plus_240401.csv"

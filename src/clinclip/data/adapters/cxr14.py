@@ -20,7 +20,8 @@ import pandas as pd
 
 from clinclip.data.adapters.base import DatasetAdapter
 from clinclip.data.labels import CXR14_CLASSES, CXR14_TO_OBSERVATIONS
-from clinclip.data.manifest import as_id, find_file, patient_split, read_table
+from clinclip.data.manifest import as_id, find_file, patient_split
+from clinclip.manifest import read_table
 
 
 def read_list(path: Path) -> set[str]:

@@ -15,8 +15,9 @@ import pandas as pd
 
 from clinclip.data.adapters.base import DatasetAdapter
 from clinclip.data.labels import IDENTITY_TO_OBSERVATIONS
-from clinclip.data.manifest import FRONTAL, as_id, read_table
+from clinclip.data.manifest import FRONTAL, as_id
 from clinclip.errors import ClinclipError
+from clinclip.manifest import read_table
 
 
 class CsvAdapter(DatasetAdapter):

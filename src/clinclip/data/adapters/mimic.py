@@ -17,8 +17,9 @@ import pandas as pd
 
 from clinclip.data.adapters.base import DatasetAdapter
 from clinclip.data.labels import IDENTITY_TO_OBSERVATIONS
-from clinclip.data.manifest import as_id, find_file, read_table
+from clinclip.data.manifest import as_id, find_file
 from clinclip.errors import ClinclipError
+from clinclip.manifest import read_table
 from clinclip.observations import OBSERVATIONS
 
 PREFIX = "mimic-cxr-2.0.0-"

@@ -21,8 +21,9 @@ from pathlib import Path
 import pandas as pd
 
 from clinclip.data.adapters.base import DatasetAdapter
-from clinclip.data.manifest import as_id, read_table
+from clinclip.data.manifest import as_id
 from clinclip.errors import ClinclipError
+from clinclip.manifest import read_table
 
 SECTION_ORDER = ("COMPARISON", "INDICATION", "FINDINGS", "IMPRESSION")
 

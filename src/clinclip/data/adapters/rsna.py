@@ -21,8 +21,9 @@ import pandas as pd
 from clinclip.data.adapters.base import DatasetAdapter
 from clinclip.data.images import dicom_tags
 from clinclip.data.labels import RSNA_CLASS_INFO, RSNA_CLASSES, RSNA_TO_OBSERVATIONS
-from clinclip.data.manifest import FRONTAL, find_file, read_table
+from clinclip.data.manifest import FRONTAL, find_file
 from clinclip.errors import ClinclipError
+from clinclip.manifest import read_table
 
 
 def read_gloria_splits(split_dir: Path, id_column: str, names: dict[str, tuple[str, ...]]) -> dict[str, str]:

@@ -17,7 +17,8 @@ from clinclip.data.adapters.base import DatasetAdapter
 from clinclip.data.adapters.rsna import read_gloria_splits
 from clinclip.data.images import dicom_tags
 from clinclip.data.labels import SIIM_CLASSES, SIIM_TO_OBSERVATIONS
-from clinclip.data.manifest import FRONTAL, find_file, read_table
+from clinclip.data.manifest import FRONTAL, find_file
+from clinclip.manifest import read_table
 
 
 class SiimPneumothoraxAdapter(DatasetAdapter):

@@ -15,8 +15,9 @@ import pandas as pd
 
 from clinclip.data.adapters.base import DatasetAdapter
 from clinclip.data.labels import VINDR_CLASSES, VINDR_TO_OBSERVATIONS
-from clinclip.data.manifest import FRONTAL, read_table
+from clinclip.data.manifest import FRONTAL
 from clinclip.errors import ClinclipError
+from clinclip.manifest import read_table
 
 ID_COLUMNS = ("image_id", "rad_id")
 
