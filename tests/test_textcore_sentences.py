@@ -178,16 +178,15 @@ def test_split_report_end_to_end():
 
 @pytest.mark.parametrize("report", [MIMIC_REPORT * 20, "no effusion, " * 3000, "x" * 50_000,
                                     "compared " * 5000, "the heart " * 5000])
-def test_split_report_and_labels_stay_fast_on_pathological_input(report):
-    # Not a benchmark (see benchmarks/): guards against quadratic code / regex backtracking.
-    import time
-
+@pytest.mark.timeout(60)
+def test_split_report_and_labels_finish_on_pathological_input(report):
+    # Guards against quadratic code / regex backtracking through the per-test timeout (a clock assert would
+    # fail on a loaded machine; speed is measured in benchmarks/text_pipeline.py).
     from clinclip.text.labeler import RuleLabeler
 
-    t0 = time.perf_counter()
-    split_report(report)
-    RuleLabeler().label([report])
-    assert time.perf_counter() - t0 < 3.0
+    sentences = split_report(report)
+    labels = RuleLabeler().label([report])
+    assert all(isinstance(s, str) for s in sentences) and labels.shape == (1, 14)
 
 
 def test_split_report_keeps_assertions_on_real_reports(iu_reports_path):
