@@ -231,17 +231,31 @@ def align_build_cmd(data: str = typer.Option(..., "--data", help="Prepared manif
                     seed: int = typer.Option(0, help="Seed of the chosen entity, template and position."),
                     source: str = typer.Option("mimic", help="Top-level key naming the source dataset."),
                     split: str = typer.Option("test", help="Split to build from."),
-                    labeler: str = typer.Option("rules", help="Labeler that verifies each r^n.")) -> None:
+                    labeler: str = typer.Option("rules", help="Labeler that verifies each r^n."),
+                    counterfactuals: Optional[str] = typer.Option(
+                        None, "--counterfactuals",
+                        help="Phantom collection folder (or its phantom-counterfactuals.csv.gz): adds each "
+                             "triplet's counterfactual image, scored as CF-order/CF-pair.")) -> None:
     """Build CXR-Align triplets (I, r, r^n) and (I, r, r^r) from the abnormal studies of a prepared split."""
-    from clinclip.evaluate.cxr_align import build_benchmark, write_benchmark
+    from clinclip.evaluate.cxr_align import (attach_counterfactuals, build_benchmark, inserted_sentence_overlap,
+                                             write_benchmark)
     from clinclip.manifest import read_manifest, select_split
+    from clinclip.phantom import read_counterfactuals
 
-    frame = select_split(read_manifest(data), split, data)
+    whole = read_manifest(data)
+    frame = select_split(whole, split, data)
     bench, counts = build_benchmark(frame, source=source, seed=seed, labeler_backend=labeler, manifest=data)
+    if counterfactuals:
+        attached = attach_counterfactuals(bench, read_counterfactuals(counterfactuals))
+        typer.echo(f"counterfactual images attached to {attached} of {len(bench[source])} triplets")
     path = write_benchmark(bench, out)
     typer.echo(f"wrote {len(bench[source])} triplets to {path}")
     for reason, n in sorted(counts.items()):
         typer.echo(f"  {n:6d}  {reason}")
+    if split != "train" and "split" in whole.columns:
+        overlap = inserted_sentence_overlap(bench, select_split(whole, "train", data))
+        typer.echo(f"inserted negation sentence occurs in a training report: {100 * overlap['share']:.1f}% "
+                   f"of {overlap['n']} triplets (low = r^n recognisable by wording alone)")
 
 
 def report_cmd(results: list[Path] = typer.Argument(..., help="Results JSON files of clinclip eval."),

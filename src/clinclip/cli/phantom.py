@@ -39,6 +39,7 @@ def phantom(
     console.print(
         f"{summary.n_studies} studies of {summary.n_subjects} patients "
         f"(split {summary.split_counts}); {summary.n_distinct_reports} distinct reports; "
+        f"{summary.n_counterfactuals} counterfactual images (one finding taken away); "
         f"{summary.seconds:.1f} s ({summary.studies_per_second:.0f} studies/s)"
     )
 

@@ -11,6 +11,11 @@ negatives, verified by the labeler). Studies for which no hard negative can be m
 
 Scorer: task A right when sim(I, r) > sim(I, r^n); task B right when sim(I, r) > sim(I, r^r) (strictly;
 a tie is wrong). Accuracy per source dataset and per chosen entity.
+
+Two extra entry fields, written by the builder and ignored by other readers: ``inserted`` (the negation
+sentence put into r^n, for measuring whether its wording occurs in training reports) and, where the images
+come with counterfactuals (the phantom), ``counterfactual_image`` (the same study without the chosen
+entity). With the latter the scorer adds CF-order and CF-pair (``clinclip.evaluate.counterfactual``).
 """
 
 from __future__ import annotations
@@ -111,14 +116,67 @@ def build_benchmark(frame: pd.DataFrame, source: str = "mimic", seed: int = 0, l
         if neg.failure is not None or neg.text_negated is None or neg.text_removed is None:
             counts[f"no hard negative: {neg.failure}"] += 1
             continue
+        inserted = [x for x in neg.sentences_negated if x not in set(sentences)]
         entries[str(row.image_id)] = {"report": " ".join(sentences), "negation": neg.text_negated,
-                                      "omitted": neg.text_removed, "chosen": neg.entity}
+                                      "omitted": neg.text_removed, "chosen": neg.entity,
+                                      "inserted": " ".join(inserted)}
     for key, n in events.items():
         if key.startswith("failed"):
             continue  # already counted per study above
         counts[f"hard-negative generator: {key}"] += n
     counts = Counter({k: v for k, v in counts.items() if v})
     return {source: entries}, counts
+
+
+def _normalised(sentence: str) -> str:
+    return " ".join(str(sentence).lower().split())
+
+
+def inserted_sentence_overlap(benchmark: dict[str, dict[str, dict]], train_frame: pd.DataFrame) -> dict:
+    """Share of triplets whose inserted negation sentence occurs (case and spacing aside) among the
+    sentences of some training report. Low overlap hands a text-only model the answer: r^n is then the
+    text with the sentence that training reports never contain."""
+    known = {_normalised(s) for value in train_frame.get("sentences", []) for s in _sentences_of(value)}
+    hits: dict[str, list[bool]] = {}
+    for entries in benchmark.values():
+        for entry in entries.values():
+            if entry.get("inserted"):
+                hits.setdefault(str(entry.get("chosen", "")), []).append(_normalised(entry["inserted"]) in known)
+    every = [h for values in hits.values() for h in values]
+    return {"share": float(np.mean(every)) if every else float("nan"), "n": len(every),
+            "per_entity": {k: float(np.mean(v)) for k, v in sorted(hits.items())}}
+
+
+def attach_counterfactuals(benchmark: dict[str, dict[str, dict]], counterfactuals: pd.DataFrame) -> int:
+    """Add ``counterfactual_image`` to each entry whose (image id, chosen entity) has a counterfactual
+    image in ``counterfactuals`` (columns ``dicom_id``, ``entity``, ``image_path``); returns how many."""
+    paths = {(str(d), str(e)): str(p) for d, e, p in
+             zip(counterfactuals["dicom_id"], counterfactuals["entity"], counterfactuals["image_path"])}
+    attached = 0
+    for entries in benchmark.values():
+        for image_id, entry in entries.items():
+            path = paths.get((str(image_id), str(entry.get("chosen", ""))))
+            if path is not None:
+                entry["counterfactual_image"] = path
+                attached += 1
+    return attached
+
+
+def _score_counterfactuals(store, entries: dict, ids: list[str], img: np.ndarray, r, rn, rr,
+                           manifest, skipped: Counter) -> dict | None:
+    """CF-order/CF-pair over the scored triplets that have a counterfactual image (None if none has)."""
+    from clinclip.evaluate.counterfactual import counterfactual_scores
+
+    rows = [k for k, i in enumerate(ids) if entries[i].get("counterfactual_image")]
+    if not rows:
+        return None
+    cf, ok, fail = store.image_embeddings([entries[ids[k]]["counterfactual_image"] for k in rows], manifest)
+    skipped.update({f"counterfactual image: {k}": v for k, v in fail.items()})
+    rows = [k for k, good in zip(rows, ok) if good]
+    if not rows:
+        return None
+    return counterfactual_scores(img[rows], cf[ok], r[rows], rn[rows], rr[rows],
+                                 [str(entries[ids[k]].get("chosen", "")) for k in rows])
 
 
 def score_benchmark(store, benchmark: dict[str, dict[str, dict]], frame: pd.DataFrame,
@@ -128,7 +186,6 @@ def score_benchmark(store, benchmark: dict[str, dict[str, dict]], frame: pd.Data
     paths = dict(zip(frame["image_id"].astype(str), frame["image_path"]))
     skipped: Counter = Counter()
     per_source: dict[str, dict] = {}
-    rows = []
     all_decisions = []
     for source, entries in benchmark.items():
         ids = [i for i in entries if i in paths]
@@ -154,7 +211,9 @@ def score_benchmark(store, benchmark: dict[str, dict[str, dict]], frame: pd.Data
             by_entity[ent] = {"A": float(task_a[m].mean()), "B": float(task_b[m].mean()), "n": int(m.sum())}
         per_source[source] = {"A": float(task_a.mean()), "B": float(task_b.mean()), "n": len(ids),
                               "per_entity": by_entity}
-        rows.append([source, per_source[source]["A"], per_source[source]["B"], len(ids)])
+        counterfactual = _score_counterfactuals(store, entries, ids, img, r, rn, rr, manifest, skipped)
+        if counterfactual is not None:
+            per_source[source]["counterfactual"] = counterfactual
         all_decisions.append((task_a, task_b))
     if not per_source:
         raise ClinclipError(f"no CXR-Align image of {benchmark_path or 'the benchmark'} was found in {manifest} "
@@ -162,11 +221,30 @@ def score_benchmark(store, benchmark: dict[str, dict[str, dict]], frame: pd.Data
     a = np.concatenate([d[0] for d in all_decisions])
     b = np.concatenate([d[1] for d in all_decisions])
     headline = {"A": float(a.mean()), "B": float(b.mean()), "n": int(len(a))}
+    cf_sources = [p["counterfactual"] for p in per_source.values() if "counterfactual" in p]
+    if cf_sources:  # pooled over sources, weighted by their counterfactual triplets
+        n_cf = sum(c["n"] for c in cf_sources)
+        for key in ("cf_order", "cf_pair", "cf_order_b", "cf_pair_b"):
+            headline[key] = float(sum(c[key] * c["n"] for c in cf_sources) / n_cf)
+        headline["cf_n"] = n_cf
+    columns = ["source", "A (r vs r^n)", "B (r vs r^r)", "n (count)"]
+    cf_columns = [("cf_order", "CF-order A"), ("cf_pair", "CF-pair A (chance 25)"), ("cf_order_b", "CF-order B"),
+                  ("cf_pair_b", "CF-pair B")]
+    if cf_sources:
+        columns += [label for _, label in cf_columns] + ["n counterfactual (count)"]
+
+    def row(name: str, values: dict, cf: dict | None) -> list:
+        cells = [name, values["A"], values["B"], values["n"]]
+        if cf_sources:
+            cells += [cf[k] for k, _ in cf_columns] + [cf["n"]] if cf else [None] * (len(cf_columns) + 1)
+        return cells
+
+    rows = [row(source, p, p.get("counterfactual")) for source, p in per_source.items()]
     if len(per_source) > 1:
-        rows.append(["all", headline["A"], headline["B"], int(len(a))])
+        rows.append(row("all", headline, {**headline, "n": headline.get("cf_n", 0)} if cf_sources else None))
     return {
         "task": "cxr-align", "dataset": "+".join(per_source), "benchmark": benchmark_path,
         "metrics": headline, "per_source": per_source,
-        "table": {"columns": ["source", "A (r vs r^n)", "B (r vs r^r)", "n (count)"], "rows": rows},
+        "table": {"columns": columns, "rows": rows},
         "skipped": dict(skipped), "notes": [],
     }

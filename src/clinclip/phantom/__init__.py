@@ -4,7 +4,7 @@
 layout; ``clinclip.phantom.demo.run_demo`` runs the end-to-end CPU demo on one.
 """
 
-from clinclip.phantom.generate import PhantomSummary, generate_phantom, load_truth
+from clinclip.phantom.generate import PhantomSummary, generate_phantom, load_truth, read_counterfactuals
 from clinclip.phantom.studies import PhantomConfig, StudySpec
 
-__all__ = ["PhantomConfig", "PhantomSummary", "StudySpec", "generate_phantom", "load_truth"]
+__all__ = ["PhantomConfig", "PhantomSummary", "StudySpec", "generate_phantom", "load_truth", "read_counterfactuals"]

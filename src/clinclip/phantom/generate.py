@@ -8,7 +8,13 @@ OUT/mimic-cxr-2.0.0-chexpert.csv.gz   subject_id, study_id, the 14 observations 
 OUT/files/pNN/pSUBJECT/sSTUDY/DICOM_ID.jpg
 OUT/files/pNN/pSUBJECT/sSTUDY.txt     the free-text report
 OUT/phantom-truth.csv.gz              phantom only: true presence (0/1) of each finding + drawing attributes
+OUT/counterfactual/DICOM_ID/ENTITY.jpg phantom only: the same study rendered without one present finding
+OUT/phantom-counterfactuals.csv.gz    dicom_id, study_id, subject_id, split, entity, image_path (relative)
 ```
+Counterfactual images (``PhantomConfig.counterfactual_splits``, validate and test by default) are the
+study's own image with exactly one finding taken away: anatomy, exposure, noise and every other finding
+come from the same random streams, so the pair differs only in that finding's pixels. They let
+CXR-Align be scored against the image (CF-order, CF-pair), which no text shortcut can pass.
 The CSVs are gzipped with a zero timestamp, so a collection is byte-identical for a given seed.
 """
 
@@ -18,7 +24,7 @@ import json
 import multiprocessing as mp
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -34,6 +40,8 @@ SPLIT_CSV = "mimic-cxr-2.0.0-split.csv.gz"
 METADATA_CSV = "mimic-cxr-2.0.0-metadata.csv.gz"
 CHEXPERT_CSV = "mimic-cxr-2.0.0-chexpert.csv.gz"
 TRUTH_CSV = "phantom-truth.csv.gz"
+COUNTERFACTUAL_CSV = "phantom-counterfactuals.csv.gz"
+COUNTERFACTUAL_DIR = "counterfactual"
 METADATA_COLUMNS = (
     "dicom_id",
     "subject_id",
@@ -63,6 +71,7 @@ class PhantomSummary:
     label_counts: dict[str, int]  # studies with each observation positive or uncertain in chexpert.csv
     n_distinct_reports: int  # distinct FINDINGS + IMPRESSION texts (headers such as INDICATION vary)
     seconds: float
+    n_counterfactuals: int = 0  # images written without one finding (counterfactual/)
 
     @property
     def studies_per_second(self) -> float:
@@ -84,9 +93,27 @@ def report_path(out_dir: Path, spec: StudySpec) -> Path:
     return d.parent / f"{d.name}.txt"
 
 
-def _write_chunk(args: tuple[list[StudySpec], int, int, int, str]) -> list[tuple[int, dict, str]]:
-    """Worker: render and write the image and report of each study; return labels and report text."""
-    specs, seed, size, quality, out = args
+def entity_slug(entity: str) -> str:
+    """File-name form of an observation name ("Pleural Effusion" -> "pleural-effusion")."""
+    return entity.lower().replace(" ", "-")
+
+
+def counterfactual_path(spec: StudySpec, entity: str) -> str:
+    """Path of the study's image without ``entity``, relative to the collection folder."""
+    return f"{COUNTERFACTUAL_DIR}/{spec.dicom_id}/{entity_slug(entity)}.jpg"
+
+
+def counterfactual_spec(spec: StudySpec, entity: str) -> StudySpec:
+    """The same study with ``entity`` taken away (everything else, its random streams included, kept)."""
+    return replace(spec, present=tuple(f for f in spec.present if f != entity),
+                   uncertain=tuple(f for f in spec.uncertain if f != entity),
+                   attrs={k: v for k, v in spec.attrs.items() if k != entity})
+
+
+def _write_chunk(args: tuple[list[StudySpec], int, int, int, str, frozenset]) -> list[tuple[int, dict, str]]:
+    """Worker: render and write the image and report of each study (and the counterfactual images of
+    those in ``with_counterfactuals``); return labels and report text."""
+    specs, seed, size, quality, out, with_counterfactuals = args
     out_dir = Path(out)
     results = []
     for spec in specs:
@@ -95,6 +122,12 @@ def _write_chunk(args: tuple[list[StudySpec], int, int, int, str]) -> list[tuple
         Image.fromarray(render_image(spec, seed, size)).save(img_file, quality=quality)
         report, labels = write_report(spec, seed)
         report_path(out_dir, spec).write_text(report)
+        if spec.index in with_counterfactuals:
+            for entity in spec.present:
+                cf_file = out_dir / counterfactual_path(spec, entity)
+                cf_file.parent.mkdir(parents=True, exist_ok=True)
+                image = render_image(counterfactual_spec(spec, entity), seed, size)
+                Image.fromarray(image).save(cf_file, quality=quality)
         results.append((spec.index, labels, report))
     return results
 
@@ -147,8 +180,10 @@ def generate_phantom(
     start = time.perf_counter()
     specs, split = sample_collection(cfg)
 
+    with_counterfactuals = frozenset(s.index for s in specs
+                                     if split[s.subject_id] in cfg.counterfactual_splits and s.present)
     chunk = 32
-    jobs = [(specs[i : i + chunk], cfg.seed, cfg.image_size, cfg.jpeg_quality, str(out_dir))
+    jobs = [(specs[i : i + chunk], cfg.seed, cfg.image_size, cfg.jpeg_quality, str(out_dir), with_counterfactuals)
             for i in range(0, len(specs), chunk)]
     workers = min(os.cpu_count() or 1, 8) if workers is None else workers
     labels: dict[int, dict] = {}
@@ -189,6 +224,11 @@ def generate_phantom(
                            "index": s.index, **truth, "uncertain": "|".join(s.uncertain),
                            "attributes": json.dumps(s.attrs, sort_keys=True)})
     pd.DataFrame(truth_rows).to_csv(out_dir / TRUTH_CSV, index=False, compression=GZIP)
+    cf_rows = [{"dicom_id": s.dicom_id, "study_id": s.study_id, "subject_id": s.subject_id,
+                "split": split[s.subject_id], "entity": entity, "image_path": counterfactual_path(s, entity)}
+               for s in order if s.index in with_counterfactuals for entity in s.present]
+    pd.DataFrame(cf_rows, columns=["dicom_id", "study_id", "subject_id", "split", "entity", "image_path"]).to_csv(
+        out_dir / COUNTERFACTUAL_CSV, index=False, compression=GZIP)
 
     stated = chex_df[list(OBSERVATIONS)]
     counts = {name: int(stated[name].isin([1.0, -1.0]).sum()) for name in OBSERVATIONS}
@@ -200,6 +240,7 @@ def generate_phantom(
         label_counts=counts,
         n_distinct_reports=len({_report_body(text) for text in reports.values()}),
         seconds=time.perf_counter() - start,
+        n_counterfactuals=len(cf_rows),
     )
 
 
@@ -209,6 +250,23 @@ def load_truth(out_dir: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise ClinclipError(f"{path}: not found; is {out_dir} a phantom collection?")
     return pd.read_csv(path, dtype={"dicom_id": str})
+
+
+def read_counterfactuals(path: str | Path) -> pd.DataFrame:
+    """The counterfactual table of a phantom collection (``phantom-counterfactuals.csv.gz``, or the
+    collection folder holding it), with ``image_path`` made absolute."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / COUNTERFACTUAL_CSV
+    if not path.exists():
+        raise ClinclipError(f"{path}: not found; counterfactual images are written by `clinclip phantom`")
+    frame = pd.read_csv(path, dtype={"dicom_id": str, "entity": str, "image_path": str, "split": str})
+    missing = [c for c in ("dicom_id", "entity", "image_path") if c not in frame.columns]
+    if missing:
+        raise ClinclipError(f"{path}: column(s) {missing} missing")
+    root = path.parent.resolve()
+    frame["image_path"] = [str(p) if Path(p).is_absolute() else str(root / p) for p in frame["image_path"]]
+    return frame
 
 
 def spec_from_truth_row(row: pd.Series) -> StudySpec:

@@ -18,6 +18,7 @@ import numpy as np
 
 from clinclip.observations import FINDINGS, NO_FINDING, OBSERVATIONS
 from clinclip.phantom.studies import STREAM_REPORT, StudySpec, study_rng
+from clinclip.text.hardneg import load_templates
 
 SEVERITY = {
     "default": ("mild", "moderate", "severe"),
@@ -57,9 +58,9 @@ NORMAL_TEMPLATES: tuple[tuple[str | None, str, tuple[str, ...]], ...] = (
 # Weights of the templates above plus, last, "compose a normal report from the phrase banks".
 NORMAL_TEMPLATE_WEIGHTS = (0.3, 0.16, 0.12, 0.08, 0.06, 0.1, 0.18)
 
-# Negative statements: text -> the findings it states absent. Coordinated ones come first so that
-# they are preferred when all their findings are to be negated.
-NEGATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+# Coordinated negative statements: text -> the findings it states absent. Preferred when all their
+# findings are to be negated, as radiologists coordinate the usual pertinent negatives.
+COORDINATED_NEGATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("There is no focal consolidation, pleural effusion or pneumothorax.", ("Consolidation", "Pleural Effusion", "Pneumothorax")),
     ("No focal consolidation, pleural effusion, or pneumothorax is seen.", ("Consolidation", "Pleural Effusion", "Pneumothorax")),
     ("No pleural effusion or pneumothorax.", ("Pleural Effusion", "Pneumothorax")),
@@ -67,27 +68,25 @@ NEGATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("No pulmonary edema or pleural effusion.", ("Edema", "Pleural Effusion")),
     ("The cardiomediastinal silhouette is normal.", ("Cardiomegaly", "Enlarged Cardiomediastinum")),
     ("Heart size and mediastinal contours are normal.", ("Cardiomegaly", "Enlarged Cardiomediastinum")),
-    ("No pulmonary nodules or masses.", ("Lung Lesion",)),
-    ("No suspicious pulmonary nodule.", ("Lung Lesion",)),
-    ("No pleural effusion.", ("Pleural Effusion",)),
-    ("There is no pleural effusion.", ("Pleural Effusion",)),
-    ("No pneumothorax.", ("Pneumothorax",)),
-    ("There is no pneumothorax.", ("Pneumothorax",)),
-    ("No pulmonary edema.", ("Edema",)),
-    ("There is no pulmonary edema.", ("Edema",)),
-    ("No focal consolidation.", ("Consolidation",)),
-    ("There is no consolidation.", ("Consolidation",)),
-    ("No evidence of pneumonia.", ("Pneumonia",)),
-    ("Heart size is normal.", ("Cardiomegaly",)),
-    ("No cardiomegaly.", ("Cardiomegaly",)),
-    ("The mediastinum is not widened.", ("Enlarged Cardiomediastinum",)),
-    ("No focal opacity.", ("Lung Opacity",)),
-    ("No atelectasis.", ("Atelectasis",)),
-    ("No pleural thickening.", ("Pleural Other",)),
-    ("No acute rib fracture.", ("Fracture",)),
-    ("No displaced fracture is seen.", ("Fracture",)),
 )
-# How often radiologists state each absence in an otherwise composed report.
+# How often a coordinated statement is used when it applies (otherwise the findings are negated one by one).
+COORDINATION_RATE = 0.5
+# Single negative statements in wordings of the phantom's own, beside those of the hard-negative template
+# bank (``clinclip.text.hardneg.load_templates``). Real MIMIC reports negate findings in the same few
+# stock phrases that the bank holds ("No pleural effusion.", "No pneumothorax."), so most single
+# negations come from the bank: a model cannot tell a generated r^n from a written report by its wording.
+OWN_SINGLE_NEGATIONS: dict[str, tuple[str, ...]] = {
+    "Lung Lesion": ("No pulmonary nodules or masses.", "No suspicious pulmonary nodule."),
+    "Consolidation": ("No focal consolidation.",),
+    "Cardiomegaly": ("Heart size is normal.",),
+    "Enlarged Cardiomediastinum": ("The mediastinum is not widened.",),
+    "Lung Opacity": ("No focal opacity.",),
+    "Fracture": ("No acute rib fracture.", "No displaced fracture is seen."),
+    "Support Devices": ("No lines or tubes.",),
+}
+BANK_WORDING_RATE = 0.75  # share of single negations worded as in the template bank
+# How often radiologists state each absence in an otherwise composed report (devices: "No lines or tubes"
+# when their absence matters, e.g. after removal).
 NEGATION_RATE = {
     "Pleural Effusion": 0.8,
     "Pneumothorax": 0.75,
@@ -95,13 +94,13 @@ NEGATION_RATE = {
     "Edema": 0.35,
     "Cardiomegaly": 0.5,
     "Enlarged Cardiomediastinum": 0.25,
-    "Pneumonia": 0.15,
-    "Lung Lesion": 0.12,
+    "Pneumonia": 0.2,
+    "Lung Lesion": 0.2,
     "Lung Opacity": 0.15,
-    "Atelectasis": 0.08,
-    "Pleural Other": 0.05,
-    "Fracture": 0.12,
-    "Support Devices": 0.0,
+    "Atelectasis": 0.12,
+    "Pleural Other": 0.1,
+    "Fracture": 0.15,
+    "Support Devices": 0.15,
 }
 FILLERS = (
     "The hila are unremarkable.",
@@ -242,16 +241,23 @@ def _frame(frame: str, core: str, art: str) -> str:
 
 
 def _negations(absent: list[str], rng: np.random.Generator) -> tuple[list[str], set[str]]:
-    """Choose which absent findings to state as absent, and phrase them (coordinated when possible)."""
+    """Choose which absent findings to state as absent, and phrase them (coordinated now and then, else
+    one sentence each, mostly in the hard-negative template bank's wording)."""
     chosen = {f for f in absent if rng.random() < NEGATION_RATE[f]}
     sentences, stated = [], set()
-    order = rng.permutation(len(NEGATIONS))
-    # Coordinated statements first (longest), then singles, in a random order among equals.
-    for i in sorted(order, key=lambda i: -len(NEGATIONS[i][1])):
-        text, negated = NEGATIONS[i]
-        if set(negated) <= chosen and not set(negated) & stated:
+    order = rng.permutation(len(COORDINATED_NEGATIONS))
+    # Coordinated statements first (longest), in a random order among equals.
+    for i in sorted(order, key=lambda i: -len(COORDINATED_NEGATIONS[i][1])):
+        text, negated = COORDINATED_NEGATIONS[i]
+        if set(negated) <= chosen and not set(negated) & stated and rng.random() < COORDINATION_RATE:
             sentences.append(text)
             stated |= set(negated)
+    bank = load_templates()
+    for f in [f for f in FINDINGS if f in chosen and f not in stated]:
+        own = OWN_SINGLE_NEGATIONS.get(f, ())
+        wordings = bank[f] if not own or rng.random() < BANK_WORDING_RATE else own
+        sentences.append(_pick(rng, wordings))
+        stated.add(f)
     return sentences, stated
 
 

@@ -110,9 +110,12 @@ class PhantomConfig:
     normal_fraction: float = 0.42
     support_devices_in_normal: float = 0.08
     # Patient-level split fractions (MIMIC's own is ~98/1/1; the demo needs a real held-out set).
-    validate_fraction: float = 0.05
+    # The validate split is where every demo setting is chosen, so it is large enough to compare on.
+    validate_fraction: float = 0.1
     test_fraction: float = 0.2
     jpeg_quality: int = 92
+    # Splits whose abnormal studies also get counterfactual images (one per present finding).
+    counterfactual_splits: tuple[str, ...] = ("validate", "test")
 
 
 @dataclass
