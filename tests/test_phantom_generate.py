@@ -64,7 +64,9 @@ def test_same_seed_same_files_whatever_the_worker_count(tmp_path):
     generate_phantom(tmp_path / "c", PhantomConfig(n_studies=70, seed=6), workers=1, progress=False)
     a, b, c = (_tree_digest(tmp_path / x) for x in "abc")
     assert a == b
-    assert len(a) == 4 + 70 * 2  # 4 CSVs, one image and one report per study
+    counterfactuals = [k for k in a if k.startswith("counterfactual/")]
+    assert len(counterfactuals) == len(pd.read_csv(tmp_path / "a" / "phantom-counterfactuals.csv.gz")) > 0
+    assert len(a) == 5 + 70 * 2 + len(counterfactuals)  # 5 CSVs, one image and one report per study
     assert a != c
 
 
@@ -219,7 +221,6 @@ def test_cli_writes_a_collection_and_reports_bad_input(tmp_path):
     result = runner.invoke(app, ["phantom", "--out", str(tmp_path / "p"), "--n", "12", "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert "12 studies" in result.output
-    assert len(list((tmp_path / "p").rglob("*.jpg"))) == 12
+    assert len(list((tmp_path / "p" / "files").rglob("*.jpg"))) == 12
     again = runner.invoke(app, ["phantom", "--out", str(tmp_path / "p"), "--n", "12"])
     assert again.exit_code == 2 and "not empty" in again.output
-
