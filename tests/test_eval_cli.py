@@ -101,7 +101,7 @@ def test_eval_tasks_align_and_report_end_to_end(tiny_model, prepared_manifest, t
     data = json.loads(bench.read_text())
     assert list(data) == ["mimic"] and len(data["mimic"]) == 4  # the 4 abnormal test studies
     for entry in data["mimic"].values():
-        assert set(entry) == {"report", "negation", "omitted", "chosen"}
+        assert set(entry) == {"report", "negation", "omitted", "chosen", "inserted"}
     run("eval", "cxr-align", "--model", tiny_model, "--benchmark", bench, "--data", prepared_manifest,
         "--cache-dir", cache, "--out", out / "align.json")
     align = json.loads((out / "align.json").read_text())

@@ -105,7 +105,7 @@ def test_align_builder_keeps_abnormal_studies_and_uses_the_hard_negative_generat
     assert e["report"] == "Small right pleural effusion. Lungs are clear otherwise."
     assert "pleural effusion" not in e["omitted"].lower()
     assert e["negation"] != e["report"] and len(e["negation"]) > len(e["omitted"])
-    assert set(e) == {"report", "negation", "omitted", "chosen"}
+    assert set(e) == {"report", "negation", "omitted", "chosen", "inserted"}
     again, _ = build_benchmark(frame, source="mimic", seed=0)
     assert again == bench                                # seeded: same file twice
 
