@@ -20,7 +20,8 @@ from clinclip.manifest import read_manifest, select_split
 from clinclip.phantom import PhantomConfig, generate_phantom, read_counterfactuals
 from clinclip.phantom.generate import counterfactual_spec, load_truth, spec_from_truth_row
 from clinclip.phantom.render import render_image
-from clinclip.text.prepare import prepare_corpus, write_manifest
+from clinclip.manifest import write_manifest
+from clinclip.text.prepare import prepare_corpus
 
 
 @pytest.fixture(scope="module")
