@@ -32,7 +32,6 @@ def test_all_variants_bundled_and_consistent():
     for name in names:
         cfg = load_variant(name)
         assert cfg.name == name
-        assert sorted(cfg.requires) == sorted(cfg.needed_inputs())
     full = load_variant("clip-ng-dtcg")
     assert full.hard_negatives and full.graph and full.streams_used() == {"t", "c", "g"}
     assert full.taus == {"t": 0.8, "c": 0.5, "g": 0.8}
@@ -168,16 +167,14 @@ def test_components_off_gives_same_loss():
     assert "I-T/t" in full and "I-T/t" not in lean
 
 
-def test_round_trip_and_derived_requires():
+def test_round_trip_and_derived_needs():
     for name in list_variants():
         cfg = load_variant(name)
         again = LossConfig.from_dict(cfg.to_dict(), f"round trip {name}")
         assert again == cfg
-    # an ad-hoc config (e.g. a preset with overrides) may leave requires out: it is derived
     data = load_variant("clip").to_dict()
-    data.pop("requires")
     data["hard_negatives"] = True
-    assert LossConfig.from_dict(data).requires == ["hard_negatives"]
+    assert LossConfig.from_dict(data).needed_inputs() == ["hard_negatives"]
 
 
 def test_world_size_without_process_group_is_refused():

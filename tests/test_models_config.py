@@ -5,11 +5,12 @@ import json
 import pytest
 
 from clinclip.errors import ClinclipError
-from clinclip.models.config import ModelConfig, list_presets
+from clinclip.config import list_presets
+from clinclip.models.config import ModelConfig
 
 
 def test_presets_load_and_describe_the_paper_encoders():
-    assert {"tiny", "paper"} <= set(list_presets())
+    assert {"tiny", "paper"} <= set(list_presets("models"))
     paper = ModelConfig.from_preset("paper")
     assert paper.image.backbone == "microsoft/swin-tiny-patch4-window7-224"
     assert paper.text.backbone == "emilyalsentzer/Bio_ClinicalBERT"

@@ -31,7 +31,7 @@ def test_overrides_are_typed_and_reach_model_and_loss():
 
 @pytest.mark.parametrize("override, message", [
     ("steps=abc", "steps = 'abc': expected an integer"),
-    ("lr=fast", "lr = 'fast': expected a number"),
+    ("lr=fast", "lr = 'fast': expected a finite number"),
     ("data.augment=maybe", "data.augment = 'maybe': expected true or false"),
     ("betas=[0.9]", "expected a list of 2 values"),
     ("precision=fp16", "allowed: auto, fp32, bf16"),

@@ -47,17 +47,21 @@ def read_mapping(path: str | Path, what: str = "file") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ClinclipError(f"{path}: {what} not found")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
+    return parse_mapping(path.read_text(encoding="utf-8"), str(path), what, as_json=path.suffix == ".json")
+
+
+def parse_mapping(text: str, where: str, what: str = "file", as_json: bool = False) -> dict[str, Any]:
+    """``read_mapping`` for text already in hand (e.g. a config stored in a checkpoint); ``where`` names it."""
+    if as_json:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ClinclipError(f"{path}: {what} is not valid JSON ({err})") from None
+            raise ClinclipError(f"{where}: {what} is not valid JSON ({err})") from None
     else:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            raise ClinclipError(f"{path}: {what} is not valid YAML ({err})") from None
+            raise ClinclipError(f"{where}: {what} is not valid YAML ({err})") from None
     if not isinstance(data, dict):
-        raise ClinclipError(f"{path}: {what} must hold a mapping at the top level, got {type(data).__name__}")
+        raise ClinclipError(f"{where}: {what} must hold a mapping at the top level, got {type(data).__name__}")
     return data

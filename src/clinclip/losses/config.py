@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from clinclip.config import list_presets, load_preset
 from clinclip.errors import ClinclipError
 
 STREAMS = ("i", "t", "c", "g", "s")
@@ -20,7 +20,7 @@ PAPER_PAIRS = ("I-T", "T-I", "I-G", "G-I", "T-G", "G-T")
 PAIRS = PAPER_PAIRS + ("N-I",)
 GRAPH_PAIRS = frozenset({"I-G", "G-I", "T-G", "G-T"})
 TEXT_SOURCES = ("report", "negation_prompts")
-# What a batch may have to carry, as named in a preset's `requires:` list.
+# What a batch may have to carry (derived from the variant by ``LossConfig.needed_inputs``), in this order.
 REQUIREMENTS = ("hard_negatives", "graphs", "labels", "neg_labels")
 # The paper publishes no thresholds or weights; these starting points are ours (SPEC section 4).
 DEFAULT_TAUS = {"t": 0.8, "c": 0.5, "g": 0.8}
@@ -50,7 +50,6 @@ class LossConfig:
     text_source: str = "report"  # what training feeds as the caption: "report" or "negation_prompts"
     softclip: SoftClipOptions = field(default_factory=SoftClipOptions)
     exact_kl: bool = True  # False: report cross-entropy (same gradient, skips the targets' entropy)
-    requires: list[str] = field(default_factory=list)
     ours: list[str] = field(default_factory=list)  # values we chose (the papers give none)
     reference: str = ""
 
@@ -125,22 +124,13 @@ class LossConfig:
             raise bad("uncertain_as", f"must be 0 or 1, got {self.uncertain_as!r}")
         if self.text_source not in TEXT_SOURCES:
             raise bad("text_source", f"must be one of {', '.join(TEXT_SOURCES)}, got {self.text_source!r}")
-        unknown = [r for r in self.requires if r not in REQUIREMENTS]
-        if unknown:
-            raise bad("requires", f"unknown requirement(s) {unknown} (known: {', '.join(REQUIREMENTS)})")
-        if sorted(self.requires) != sorted(self.needed_inputs()):
-            raise bad(
-                "requires",
-                f"says {sorted(self.requires)} but the variant needs {sorted(self.needed_inputs())} "
-                "(update it, or leave 'requires' out to derive it)",
-            )
         return self
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "LossConfig") -> "LossConfig":
         if not isinstance(data, dict):
             raise ClinclipError(f"{where}: expected a mapping, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)} | {"requires"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ClinclipError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
@@ -153,44 +143,22 @@ class LossConfig:
         except TypeError as exc:
             raise ClinclipError(f"{where}: field 'softclip': {exc}") from None
         taus = {**DEFAULT_TAUS, **(data.pop("taus", None) or {})}
-        derive_requires = "requires" not in data
-        cfg = cls(**data, taus=taus, softclip=options)
-        if derive_requires:  # a preset states it (and is checked); an ad-hoc config may leave it out
-            cfg.requires = cfg.needed_inputs()
-        return cfg.validate(where)
+        stated = data.pop("requires", None)  # older files state what the variant needs; it must agree
+        cfg = cls(**data, taus=taus, softclip=options).validate(where)
+        if stated is not None and sorted(stated) != sorted(cfg.needed_inputs()):
+            raise ClinclipError(f"{where}: field 'requires': says {sorted(stated)} but the variant needs "
+                                f"{sorted(cfg.needed_inputs())} (leave 'requires' out: it is derived)")
+        return cfg
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-
-def _variants_dir():
-    return resources.files("clinclip").joinpath("presets", "variants")
-
-
 def list_variants() -> list[str]:
     """Names of the bundled variant presets."""
-    return sorted(p.name[: -len(".yaml")] for p in _variants_dir().iterdir() if p.name.endswith(".yaml"))
+    return list_presets("variants")
 
 
 def load_variant(name_or_path: str | Path) -> LossConfig:
     """A bundled variant by name (``clip-ng-dtcg``) or a YAML file path -> validated LossConfig."""
-    import yaml
-
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ClinclipError(f"variant file not found: {path}")
-        text, where = path.read_text(encoding="utf-8"), str(path)
-    else:
-        entry = _variants_dir().joinpath(f"{name_or_path}.yaml")
-        if not entry.is_file():
-            raise ClinclipError(
-                f"unknown loss variant {str(name_or_path)!r}; bundled: {', '.join(list_variants())} "
-                "(or give a path to a .yaml file)"
-            )
-        text, where = entry.read_text(encoding="utf-8"), f"variant preset {name_or_path}.yaml"
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ClinclipError(f"{where}: not valid YAML: {exc}") from None
+    data, where = load_preset("variants", name_or_path, "loss variant")
     return LossConfig.from_dict(data, where)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from clinclip.models.config import (GraphEncoderConfig, HfClipConfig, ImageEncoderConfig, ModelConfig,
-                                    TextEncoderConfig, list_presets)
+                                    TextEncoderConfig)
 
 if TYPE_CHECKING:
     from clinclip.models.encoders import load_encoder
@@ -26,7 +26,7 @@ _LAZY = {
 }
 
 __all__ = ["ModelConfig", "ImageEncoderConfig", "TextEncoderConfig", "GraphEncoderConfig", "HfClipConfig",
-           "list_presets", *_LAZY]
+           *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

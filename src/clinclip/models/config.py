@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clinclip.config import apply_overrides, load_preset
 from clinclip.errors import ClinclipError
-from clinclip.files import read_mapping
+from clinclip.files import read_mapping, write_text_atomic
 from clinclip.manifest import GRAPH_NODE_TYPES, RESIZE_MODES
 
 MODEL_TYPE_MARKER = "clinclip"
 FAMILIES = ("clinclip", "hf-clip")
 TEXT_POOLINGS = ("cls", "mean")
-PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / "models"
 
 # ImageNet statistics: what pretrained Swin / ViT backbones expect.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -289,11 +289,7 @@ class ModelConfig:
         path = Path(path)
         if path.is_dir() or path.suffix != ".json":
             path = path / "config.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(self.to_json_string(extra), encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return write_text_atomic(path, self.to_json_string(extra))
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelConfig":
@@ -312,41 +308,12 @@ class ModelConfig:
     def from_preset(cls, name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> "ModelConfig":
         """Read a preset by name (``tiny``, ``paper``) or a YAML/JSON path; ``overrides`` uses dotted keys
         (``{"text.max_text_length": 128, "image.backbone": "/models/swin"}``)."""
-
-        path = Path(name_or_path)
-        if not path.suffix:
-            candidate = PRESET_DIR / f"{name_or_path}.yaml"
-            if not candidate.is_file():
-                names = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-                raise ClinclipError(f"unknown model preset {str(name_or_path)!r}; available: {', '.join(names)} "
-                                    "(or give a path to a .yaml file)")
-            path = candidate
-        data = read_mapping(path, "model preset")
+        data, where = load_preset("models", name_or_path, "model preset")
         if data.get("model_type") not in (None, MODEL_TYPE_MARKER):
-            raise ClinclipError(f"{path}: model_type is {data.get('model_type')!r}, not a clinclip model config")
+            raise ClinclipError(f"{where}: model_type is {data.get('model_type')!r}, not a clinclip model config")
         if overrides:
-            data = apply_overrides(data, overrides, where=str(path))
-        return cls.from_dict(data, where=str(path))
+            data = apply_overrides(data, overrides, where=where)
+        return cls.from_dict(data, where=where)
 
     def with_overrides(self, overrides: dict[str, Any]) -> "ModelConfig":
         return ModelConfig.from_dict(apply_overrides(self.to_dict(), overrides, "model config"))
-
-
-def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], where: str) -> dict[str, Any]:
-    """Set dotted keys (``text.pooling``) in a nested dict; sections that are null are created."""
-    data = copy.deepcopy(data)
-    for dotted, value in overrides.items():
-        keys = dotted.split(".")
-        node = data
-        for key in keys[:-1]:
-            if node.get(key) is None:
-                node[key] = {}
-            node = node[key]
-            if not isinstance(node, dict):
-                raise ClinclipError(f"{where}: override {dotted!r}: {key!r} is not a section")
-        node[keys[-1]] = value
-    return data
-
-
-def list_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))

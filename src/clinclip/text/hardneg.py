@@ -21,13 +21,13 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from clinclip.errors import ClinclipError
+from clinclip.files import read_mapping
 from clinclip.observations import FINDINGS, NO_FINDING, OBSERVATIONS, POSITIVE, UNCERTAIN
 
 POSITIONS = ("beginning", "middle", "end")
@@ -110,20 +110,9 @@ def report_rng(seed: int, index: int) -> np.random.Generator:
 
 @functools.lru_cache(maxsize=8)
 def _load_templates_cached(path: str | None) -> dict[str, tuple[str, ...]]:
-    import yaml
-
-    if path is None:
-        text = resources.files("clinclip.text").joinpath("templates/negations.yaml").read_text("utf-8")
-        where = "clinclip/text/templates/negations.yaml"
-    else:
-        where = path
-        try:
-            text = Path(path).read_text("utf-8")
-        except OSError as err:
-            raise ClinclipError(f"negation templates file {path}: cannot be read ({err})") from err
-    data = yaml.safe_load(text) or {}
-    if not isinstance(data, dict):
-        raise ClinclipError(f"{where}: expected a mapping observation -> list of sentences")
+    source = Path(path) if path is not None else Path(__file__).parent / "templates" / "negations.yaml"
+    where = path if path is not None else "clinclip/text/templates/negations.yaml"
+    data = read_mapping(source, "negation templates file (a mapping observation -> list of sentences)")
     unknown = sorted(set(data) - set(FINDINGS))
     if unknown:
         raise ClinclipError(f"{where}: unknown observation(s) {unknown}; expected names from {list(FINDINGS)}")

@@ -14,11 +14,10 @@ import bisect
 import functools
 import re
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 from typing import Iterable
 
-import yaml
-
+from clinclip.files import read_mapping
 from clinclip.observations import NO_FINDING, OBSERVATIONS
 from clinclip.text._regex import Branch, WordScanner
 
@@ -46,8 +45,7 @@ class Mention:
 
 
 def _read_yaml(name: str) -> dict:
-    with resources.files("clinclip.text").joinpath("lexicon", name).open("r", encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+    return read_mapping(Path(__file__).parent / "lexicon" / name, "lexicon")
 
 
 def _expand_macros(pattern: str, macros: dict[str, str]) -> str:

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import functools
 import re
-from importlib import resources
+from pathlib import Path
 from typing import Sequence
 
-import yaml
+from clinclip.files import read_mapping
 
 
 def _alt(items) -> str:
@@ -34,8 +34,7 @@ def _alt(items) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _compiled() -> dict:
-    with resources.files("clinclip.text").joinpath("lexicon", "temporal.yaml").open("r", encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+    data = read_mapping(Path(__file__).parent / "lexicon" / "temporal.yaml", "temporal lexicon")
     change = _alt(data["change_words"])
     comparative = _alt(data["comparative_words"])
     intensity = _alt(data["intensity_words"])

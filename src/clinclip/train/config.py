@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from clinclip.errors import ClinclipError
-from clinclip.files import read_mapping
+import yaml
 
-TRAINING_PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / "training"
+from clinclip.config import (apply_overrides, check_number, coerce, list_presets, load_preset, parse_overrides,
+                             unknown_key, yaml_value)
+from clinclip.errors import ClinclipError
+from clinclip.files import read_mapping, write_text_atomic
+from clinclip.losses.config import LossConfig, load_variant
+from clinclip.models.config import ModelConfig
+
 PRECISIONS = ("auto", "fp32", "bf16")
 CONFIG_FILE = "config.yaml"
 
@@ -80,8 +83,10 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> "TrainConfig":
+        where = "train config"
+
         def bad(key: str, value: Any, expected: str) -> ClinclipError:
-            return ClinclipError(f"train config: {key} = {value!r}: {expected}")
+            return ClinclipError(f"{where}: {key} = {value!r}: {expected}")
 
         positive_ints = ("epochs", "batch_size", "log_every", "save_every")
         for key in positive_ints:
@@ -91,34 +96,29 @@ class TrainConfig:
             raise bad("steps", self.steps, "expected an integer >= 1 or null (then epochs decide)")
         if self.num_workers < 0:
             raise bad("num_workers", self.num_workers, "expected an integer >= 0")
-        if not self.lr > 0:
-            raise bad("lr", self.lr, "expected a number > 0")
-        if self.weight_decay < 0:
-            raise bad("weight_decay", self.weight_decay, "expected a number >= 0")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+        check_number(where, "lr", self.lr, low=0, low_open=True)
+        check_number(where, "weight_decay", self.weight_decay, low=0)
+        check_number(where, "eps", self.eps, low=0, low_open=True)
+        if len(self.betas) != 2:
             raise bad("betas", list(self.betas), "expected two numbers in [0, 1)")
-        if self.warmup_steps < 0 or self.warmup_epochs < 0:
-            raise bad("warmup_steps" if self.warmup_steps < 0 else "warmup_epochs",
-                      min(self.warmup_steps, self.warmup_epochs), "expected a number >= 0")
+        for i, beta in enumerate(self.betas):
+            check_number(where, f"betas[{i}]", beta, low=0, high=1, high_open=True)
+        check_number(where, "warmup_steps", self.warmup_steps, low=0)
+        check_number(where, "warmup_epochs", self.warmup_epochs, low=0)
         if self.warmup_steps and self.warmup_epochs:
             raise bad("warmup_steps", self.warmup_steps, "give warmup_steps or warmup_epochs, not both "
                       f"(warmup_epochs = {self.warmup_epochs})")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise bad("min_lr_ratio", self.min_lr_ratio, "expected a number in [0, 1]")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise bad("grad_clip", self.grad_clip, "expected a number > 0 or null (no clipping)")
+        check_number(where, "min_lr_ratio", self.min_lr_ratio, low=0, high=1)
+        check_number(where, "grad_clip", self.grad_clip, low=0, low_open=True, none_means="no clipping")
         if self.precision not in PRECISIONS:
             raise bad("precision", self.precision, f"allowed: {', '.join(PRECISIONS)}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise bad("device", self.device, "allowed: auto, cpu, cuda, cuda:N")
         d = self.data
-        if not 0 < d.crop_scale_min <= 1:
-            raise bad("data.crop_scale_min", d.crop_scale_min, "expected a number in (0, 1]")
-        if not 0 <= d.clahe_p <= 1:
-            raise bad("data.clahe_p", d.clahe_p, "expected a probability in [0, 1]")
+        check_number(where, "data.crop_scale_min", d.crop_scale_min, low=0, low_open=True, high=1)
+        check_number(where, "data.clahe_p", d.clahe_p, low=0, high=1)
         for key in ("brightness", "contrast"):
-            if not 0 <= getattr(d, key) < 1:
-                raise bad(f"data.{key}", getattr(d, key), "expected a number in [0, 1)")
+            check_number(where, f"data.{key}", getattr(d, key), low=0, high=1, high_open=True)
         if d.max_rows is not None and d.max_rows < 1:
             raise bad("data.max_rows", d.max_rows, "expected an integer >= 1 or null")
         return self
@@ -133,17 +133,12 @@ class TrainConfig:
         return path
 
     # ------------------------------------------------------------------ the parts it names
-    def model_config(self):
+    def model_config(self) -> ModelConfig:
         """The ModelConfig of the model preset with ``model_overrides`` applied (unused with ``init``)."""
-        from clinclip.models.config import ModelConfig
-
         return ModelConfig.from_preset(self.model, self.model_overrides or None)
 
-    def loss_config(self):
+    def loss_config(self) -> LossConfig:
         """The LossConfig of the variant with ``loss_overrides`` applied."""
-        from clinclip.losses.config import LossConfig, load_variant
-        from clinclip.models.config import apply_overrides
-
         cfg = load_variant(self.variant)
         if not self.loss_overrides:
             return cfg
@@ -157,8 +152,6 @@ class TrainConfig:
         return data
 
     def to_yaml(self) -> str:
-        import yaml
-
         header = ("# clinclip training config (reload with: clinclip train <this file> [key=value ...])\n")
         return header + yaml.safe_dump(self.to_dict(), sort_keys=False)
 
@@ -166,11 +159,7 @@ class TrainConfig:
         path = Path(path)
         if path.suffix not in (".yaml", ".yml"):
             path = path / CONFIG_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_yaml(), encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return write_text_atomic(path, self.to_yaml())
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -183,7 +172,7 @@ class TrainConfig:
         """What ``clinclip train VARIANT_OR_CONFIG_YAML key=value ...`` runs: the first argument is a variant
         name, a variant YAML, or a training config YAML (one with a ``variant`` key, such as a run's
         ``config.yaml``); ``overrides`` are ``key=value`` strings or a mapping of dotted keys."""
-        given = parse_overrides(overrides)
+        given = parse_overrides(overrides, _EXAMPLE)
         file_values: dict[str, Any] = {}
         where = "override"
         if variant_or_config is not None:
@@ -207,31 +196,25 @@ class TrainConfig:
     def from_presets(cls, model: str = "tiny", variant: str = "clip-ng-dtcg",
                      overrides: Mapping[str, Any] | Iterable[str] | None = None) -> "TrainConfig":
         """Python API: ``TrainConfig.from_presets(model="tiny", variant="clip", overrides={"steps": 200})``."""
-        given = parse_overrides(overrides)
+        given = parse_overrides(overrides, _EXAMPLE)
         given.setdefault("model", model)
         return cls.build(variant, given)
 
 
 # ---------------------------------------------------------------------- presets
 def list_training_presets() -> list[str]:
-    return sorted(p.stem for p in TRAINING_PRESET_DIR.glob("*.yaml"))
+    return list_presets("training")
 
 
 def load_training_preset(scale: str | None, model: str, explicit: bool) -> dict[str, Any]:
     """The training preset's values; the default scale is the model preset's name when such a preset exists."""
-    import yaml
-
     name = scale if scale is not None else Path(str(model)).stem
-    path = TRAINING_PRESET_DIR / f"{name}.yaml"
-    if not path.is_file():
+    if name not in list_training_presets():
         if explicit:
             raise ClinclipError(f"train config: scale = {scale!r}: no training preset of that name; available: "
                                 f"{', '.join(list_training_presets())}")
         return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ClinclipError(f"{path}: a training preset must be a mapping")
-    return data
+    return load_preset("training", name, "training preset")[0]
 
 
 def _read_training_yaml(source: str) -> dict[str, Any] | None:
@@ -252,22 +235,7 @@ def _read_training_yaml(source: str) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------------- overrides
 _PASS_THROUGH = {"model": "model_overrides", "loss": "loss_overrides"}
-
-
-def parse_overrides(overrides: Mapping[str, Any] | Iterable[str] | None) -> dict[str, Any]:
-    """``["lr=1e-4", "data.manifest=x.parquet"]`` or a mapping -> {dotted key: value}. String values stay raw
-    here; they are parsed against the field's type when applied."""
-    if overrides is None:
-        return {}
-    if isinstance(overrides, Mapping):
-        return dict(overrides)
-    out: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, value = str(item).partition("=")
-        if not sep or not key.strip():
-            raise ClinclipError(f"override {item!r}: expected key=value (e.g. steps=200, data.manifest=prep.parquet)")
-        out[key.strip()] = value
-    return out
+_EXAMPLE = "steps=200, data.manifest=prep.parquet"
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -297,17 +265,17 @@ def apply_to(cfg: TrainConfig, values: Mapping[str, Any], where: str) -> TrainCo
         head, _, rest = key.partition(".")
         if head in _PASS_THROUGH and rest:
             target = getattr(cfg, _PASS_THROUGH[head])
-            target[rest] = _yaml_value(raw)
+            target[rest] = yaml_value(raw)
             continue
         if head == "data" and rest:
             if rest not in data_hints:
-                raise _unknown(key, where)
+                raise unknown_key(key, _all_keys(), where)
             setattr(cfg.data, rest, coerce(raw, data_hints[rest], key, where))
             continue
         if key == "data":
             raise ClinclipError(f"{where}: 'data' is a section; set its keys, e.g. data.manifest=...")
         if key not in hints:
-            raise _unknown(key, where)
+            raise unknown_key(key, _all_keys(), where)
         if key in _PASS_THROUGH.values():
             if not isinstance(raw, Mapping):
                 raise ClinclipError(f"{where}: {key} must be a mapping of dotted keys to values")
@@ -315,90 +283,3 @@ def apply_to(cfg: TrainConfig, values: Mapping[str, Any], where: str) -> TrainCo
             continue
         setattr(cfg, key, coerce(raw, hints[key], key, where))
     return cfg
-
-
-def _unknown(key: str, where: str) -> ClinclipError:
-    keys = _all_keys()
-    close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(close)}?" if close else ""
-    return ClinclipError(f"{where}: unknown config key {key!r}{hint} (known: {', '.join(keys)})")
-
-
-def _yaml_value(raw: Any) -> Any:
-    if not isinstance(raw, str):
-        return raw
-    import yaml
-
-    try:
-        return yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        return raw
-
-
-_NONE_WORDS = {"", "null", "none", "~"}
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
-
-
-def coerce(raw: Any, annotation: Any, key: str, where: str) -> Any:
-    """``raw`` (a YAML value or a command-line string) as a value of ``annotation``, or a clear error."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if raw is None or (isinstance(raw, str) and raw.strip().lower() in _NONE_WORDS):
-            if type(None) in args:
-                return None
-        inner = [a for a in args if a is not type(None)]
-        return coerce(raw, inner[0], key, where)
-
-    def fail(expected: str) -> ClinclipError:
-        return ClinclipError(f"{where}: {key} = {raw!r}: expected {expected}")
-
-    if annotation is bool:
-        if isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
-            return raw.strip().lower() in _TRUE
-        raise fail("true or false")
-    if annotation is int:
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            return raw
-        if isinstance(raw, float) and raw.is_integer():
-            return int(raw)
-        if isinstance(raw, str):
-            try:
-                return int(raw.strip().replace("_", ""))
-            except ValueError:
-                try:
-                    value = float(raw)
-                except ValueError:
-                    raise fail("an integer") from None
-                if value.is_integer():
-                    return int(value)
-        raise fail("an integer")
-    if annotation is float:
-        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            return float(raw)
-        if isinstance(raw, str):
-            try:
-                return float(raw)
-            except ValueError:
-                pass
-        raise fail("a number")
-    if annotation is str:
-        if isinstance(raw, str):
-            return raw
-        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            return str(raw)
-        raise fail("a string")
-    if origin is tuple:
-        value = _yaml_value(raw)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise fail(f"a list of {len(args)} values, e.g. [0.9, 0.98]")
-        return tuple(coerce(v, a, key, where) for v, a in zip(value, args))
-    if origin is dict:
-        value = _yaml_value(raw)
-        if not isinstance(value, Mapping):
-            raise fail("a mapping")
-        return dict(value)
-    raise fail(str(annotation))  # pragma: no cover - every field type is handled above

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from clinclip.errors import ClinclipError
+from clinclip.files import parse_mapping
 from clinclip.train.checkpoint import (capture_rng_state, checkpoint_path, load_checkpoint, restore_rng_state,
                                        save_checkpoint)
 from clinclip.train.config import CONFIG_FILE, TrainConfig
@@ -292,9 +293,7 @@ class _Trainer:
                            checkpoint=self.ckpt_path, steps=state.position["step"], summary=summary)
 
     def _check_resume_config(self, state: dict[str, Any]) -> None:
-        import yaml
-
-        saved = TrainConfig.from_dict(yaml.safe_load(state["config"]))
+        saved = TrainConfig.from_dict(parse_mapping(state["config"], str(self.ckpt_path), "checkpoint config"))
         now, before = self.cfg.to_dict(), saved.to_dict()
         changed = [k for k in now if k not in RESUME_FREE | RESUME_SCHEDULE and now[k] != before[k]]
         if changed:
