@@ -31,6 +31,7 @@ def demo_run(tmp_path_factory):
     return outcome, console.export_text()
 
 
+@pytest.mark.slow
 def test_results_json_has_every_key_in_range(demo_run):
     outcome, _ = demo_run
     data = json.loads(outcome.results_json.read_text())
@@ -49,6 +50,7 @@ def test_results_json_has_every_key_in_range(demo_run):
     assert data["wall_seconds"] > 0 and set(data["stage_seconds"]) >= {"mimic-cxr adapter", "report pipeline"}
 
 
+@pytest.mark.slow
 def test_console_shows_stages_table_and_verdicts(demo_run):
     outcome, text = demo_run
     assert "1/8" in text and "8/8" in text
@@ -72,6 +74,7 @@ class _Collector(HTMLParser):
                     self.images.append(value)
 
 
+@pytest.mark.slow
 def test_html_is_offline_and_has_the_curves(demo_run):
     outcome, _ = demo_run
     page = outcome.html.read_text()
@@ -104,6 +107,7 @@ def test_expectations_are_falsifiable():
 
 
 @pytest.mark.chromium
+@pytest.mark.slow
 def test_html_screenshot_is_not_blank(demo_run, tmp_path):
     chromium = shutil.which("chromium")
     if chromium is None:

@@ -15,6 +15,7 @@ from clinclip.train import TrainConfig, run_training
 from train_helpers import make_prepared_manifest, small_overrides
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path):
     manifest = make_prepared_manifest(tmp_path, n_rows=8)
     values = small_overrides(manifest, tmp_path / "ddp", steps=2, batch_size=8)

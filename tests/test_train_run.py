@@ -40,7 +40,9 @@ def _losses(result) -> list[float]:
     return [row["loss"] for row in result.history]
 
 
-@pytest.mark.parametrize("variant", list_variants())
+# The full variant (every stream, hard negatives, graphs) in the default tier; each other variant is slow.
+@pytest.mark.parametrize("variant", [v if v == "clip-ng-dtcg" else pytest.param(v, marks=pytest.mark.slow)
+                                     for v in list_variants()])
 def test_every_variant_trains_and_its_loss_falls(variant, clean_manifest, tmp_path):
     result = run_training(_config(variant, clean_manifest, tmp_path / "run", steps=6))
     losses = _losses(result)
