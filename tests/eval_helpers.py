@@ -92,8 +92,11 @@ class TinyBertEncoder(torch.nn.Module):
         img = torch.nn.functional.interpolate(img, size=(32, 32), mode="bilinear", align_corners=False)[0]
         return img.expand(3, -1, -1).contiguous()
 
+    def image_embeddings(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.image_net(pixels)
+
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.normalize(self.image_net(pixels), dim=-1)
+        return torch.nn.functional.normalize(self.image_embeddings(pixels), dim=-1)
 
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
         batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=64, return_tensors="pt")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from clinclip.errors import ClinclipError
-from clinclip.models import ClinClipModel, HfClipModel, VisionLanguageEncoder, init_from, load_encoder
+from clinclip.models import ClinClipModel, HfClipModel, VisionLanguageEncoder, init_from, load_encoder, load_model
 from models_helpers import save_tiny_clip, tiny_model_config
 
 TEXTS = ["no pleural effusion", "small left pleural effusion", "normal chest"]
@@ -75,7 +75,9 @@ def test_hf_clip_family_trains_saves_and_reloads(tmp_path):
         expected = model(batch)
     model.save_pretrained(tmp_path / "finetuned")
     assert json.loads((tmp_path / "finetuned" / "config.json").read_text())["family"] == "hf-clip"
-    reloaded = ClinClipModel.from_pretrained(tmp_path / "finetuned").eval()
+    with pytest.raises(ClinclipError, match="family 'hf-clip', which ClinClipModel does not build; use .*load_model"):
+        ClinClipModel.from_pretrained(tmp_path / "finetuned")
+    reloaded = load_model(tmp_path / "finetuned").eval()
     assert isinstance(reloaded, HfClipModel)
     with torch.no_grad():
         got = reloaded(batch)

@@ -83,14 +83,10 @@ def _trainable_parameters(encoder):
 
 
 def _image_features(encoder, pixels):
-    """Differentiable, L2-normalised image embeddings. ``encode_images`` of the evaluation interface runs
-    without autograd, so the interface's unnormalised ``_image_embeddings`` is used when it exists."""
+    """Differentiable, L2-normalised image embeddings (``encode_images`` runs without autograd)."""
     import torch
 
-    raw = getattr(encoder, "_image_embeddings", None)
-    if raw is None:
-        return encoder.encode_images(pixels)
-    return torch.nn.functional.normalize(raw(pixels.to(getattr(encoder, "device", "cpu"))).float(), dim=-1)
+    return torch.nn.functional.normalize(encoder.image_embeddings(pixels).float(), dim=-1)
 
 
 def full_finetune_scores(encoder, prompts: PromptSet, train_paths: list[str], train_labels: np.ndarray,

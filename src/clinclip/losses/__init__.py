@@ -8,7 +8,15 @@ Public API: ``total_loss`` (functional form), ``loss_terms`` (same, with per-pai
 
 from __future__ import annotations
 
+from clinclip.lazy import lazy_getattr
 from clinclip.losses.config import LossConfig, SoftClipOptions, list_variants, load_variant
+
+_LAZY = {
+    "total_loss": "clinclip.losses.functional",
+    "loss_terms": "clinclip.losses.functional",
+    "ClinClipLoss": "clinclip.losses.module",
+    "clinical_vectors": "clinclip.losses.soft_labels",
+}
 
 __all__ = [
     "ClinClipLoss",
@@ -22,17 +30,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in ("total_loss", "loss_terms"):
-        from clinclip.losses import functional
-
-        return getattr(functional, name)
-    if name == "ClinClipLoss":
-        from clinclip.losses.module import ClinClipLoss
-
-        return ClinClipLoss
-    if name == "clinical_vectors":
-        from clinclip.losses.soft_labels import clinical_vectors
-
-        return clinical_vectors
-    raise AttributeError(f"module 'clinclip.losses' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

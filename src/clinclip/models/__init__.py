@@ -6,22 +6,25 @@ Heavy imports (torch, transformers) happen on first use of the names below, so i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from clinclip.lazy import lazy_getattr
 from clinclip.models.config import (GraphEncoderConfig, HfClipConfig, ImageEncoderConfig, ModelConfig,
                                     TextEncoderConfig)
 
 if TYPE_CHECKING:
-    from clinclip.models.encoders import load_encoder
+    from clinclip.models.factory import build_model, init_from, load_encoder, load_model
     from clinclip.models.hf_clip import HfClipModel
     from clinclip.models.interface import VisionLanguageEncoder
-    from clinclip.models.model import ClinClipModel, init_from
+    from clinclip.models.model import ClinClipModel
 
 _LAZY = {
     "ClinClipModel": "clinclip.models.model",
-    "init_from": "clinclip.models.model",
     "HfClipModel": "clinclip.models.hf_clip",
-    "load_encoder": "clinclip.models.encoders",
+    "build_model": "clinclip.models.factory",
+    "load_model": "clinclip.models.factory",
+    "init_from": "clinclip.models.factory",
+    "load_encoder": "clinclip.models.factory",
     "VisionLanguageEncoder": "clinclip.models.interface",
 }
 
@@ -29,9 +32,4 @@ __all__ = ["ModelConfig", "ImageEncoderConfig", "TextEncoderConfig", "GraphEncod
            *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'clinclip.models' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -55,6 +55,8 @@ def hf_image_preprocessing(source: str | None, hf_config) -> ImageEncoderConfig:
 class HfClipModel(ClinClipModel):
     """``CLIPModel`` / ``SiglipModel`` wrapped with clinclip's interface."""
 
+    family = "hf-clip"
+
     def __init__(self, config: ModelConfig, tokenizer, hf_model: nn.Module):
         nn.Module.__init__(self)
         if hf_model.config.model_type not in ("clip", "siglip"):
@@ -118,7 +120,7 @@ class HfClipModel(ClinClipModel):
         return cls.from_config(config)
 
     @classmethod
-    def build_saved(cls, config: ModelConfig, directory: Path) -> "HfClipModel":
+    def _build_saved(cls, config: ModelConfig, directory: Path) -> "HfClipModel":
         from transformers import AutoModel
 
         if config.hf_clip.model_config is None:

@@ -26,8 +26,9 @@ class VisionLanguageEncoder(ABC):
         """uint8 H×W grayscale -> float tensor 3×S×S, as the model expects (no augmentation)."""
 
     @abstractmethod
-    def _image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Unnormalised image embeddings of one batch already on ``device``."""
+    def image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Unnormalised image embeddings of one batch (moved to ``device``), *with* autograd when the caller
+        enables it (full fine-tuning of the image side: ``self.model`` holds the torch module)."""
 
     @abstractmethod
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -38,17 +39,12 @@ class VisionLanguageEncoder(ABC):
         """Unnormalised text embeddings from tokens, *with* autograd when enabled by the caller (attribution:
         hook ``text_model``'s embedding layer, e.g. captum's LayerIntegratedGradients)."""
 
-    def embed_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Unnormalised image embeddings *with* autograd when the caller enables it (full fine-tuning of the
-        image side: ``self.model`` holds the torch module)."""
-        return self._image_embeddings(pixel_values.to(self.device))
-
     @torch.no_grad()
     def encode_images(self, pixel_values: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
         """Tensor[N, 3, S, S] -> Tensor[N, D] (float32, CPU, unit norm)."""
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
             raise ValueError(f"encode_images expects N×3×S×S pixel values, got shape {tuple(pixel_values.shape)}")
-        chunks = [self._image_embeddings(pixel_values[i:i + batch_size].to(self.device))
+        chunks = [self.image_embeddings(pixel_values[i:i + batch_size])
                   for i in range(0, len(pixel_values), batch_size)]
         if not chunks:
             return torch.zeros(0, self.embed_dim)

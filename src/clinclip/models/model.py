@@ -43,9 +43,11 @@ def _clinclip_version() -> str:
 
 
 class ClinClipModel(nn.Module):
-    """The paper's model (family ``clinclip``); ``from_config`` returns an ``HfClipModel`` for family
-    ``hf-clip``. Build with ``ClinClipModel.from_config(ModelConfig.from_preset("tiny"))`` or load with
-    ``ClinClipModel.from_pretrained(dir)``."""
+    """The paper's model (family ``clinclip``). Build with ``ClinClipModel.from_config(ModelConfig.from_preset(
+    "tiny"))`` or load with ``ClinClipModel.from_pretrained(dir)``; for a config or directory of either family
+    use ``clinclip.models.build_model`` / ``load_model`` (``clinclip.models.factory``)."""
+
+    family = "clinclip"
 
     def __init__(self, config: ModelConfig, tokenizer, image_backbone: nn.Module, text_backbone: nn.Module,
                  phrase_encoder=None):
@@ -82,10 +84,7 @@ class ClinClipModel(nn.Module):
         """A new model: backbones with a source load their pretrained weights (hub or local directory),
         backbones given inline are randomly initialised; projections, graph layers and the scale are new."""
         config = copy.deepcopy(config)
-        if config.family == "hf-clip":
-            from clinclip.models.hf_clip import HfClipModel
-
-            return HfClipModel.from_config(config)
+        _check_family(cls, config.family, "model config")
         if config.image.backbone is not None:
             image_backbone = backbones.load_pretrained_backbone(config.image.backbone, "image backbone")
         else:
@@ -284,12 +283,8 @@ class ClinClipModel(nn.Module):
         if not load_graph and config.graph_enabled:
             config.graph.enabled = False
             skip = ("graph_encoder.",)
-        if config.family == "hf-clip":
-            from clinclip.models.hf_clip import HfClipModel
-
-            model = HfClipModel.build_saved(config, directory)
-        else:
-            model = cls._build_saved(config, directory)
+        _check_family(cls, config.family, str(directory))
+        model = cls._build_saved(config, directory)
         load_weights(model, directory / WEIGHTS_NAME, skip_prefixes=skip)
         if map_location is not None:
             model.to(map_location)
@@ -348,16 +343,7 @@ def _stack_padded(ids_a: torch.Tensor, mask_a: torch.Tensor | None, ids_b: torch
             torch.cat([pad(mask_a, 0), pad(mask_b, 0)]))
 
 
-def init_from(path: str | Path, max_text_length: int | None = None) -> ClinClipModel:
-    """A model to fine-tune, initialised from ``path``: a clinclip directory (either family) or a Hugging Face
-    CLIP / SigLIP directory (wrapped as family ``hf-clip``: its image and text towers, no graph)."""
-    kind = detect_model_kind(path)
-    if kind == "clinclip":
-        model = ClinClipModel.from_pretrained(path)
-    else:
-        from clinclip.models.hf_clip import HfClipModel
-
-        model = HfClipModel.from_hf_directory(path)
-    if max_text_length is not None:
-        model.set_max_text_length(max_text_length)
-    return model
+def _check_family(cls: type, family: str, where: str) -> None:
+    if family != cls.family:
+        raise ClinclipError(f"{where}: a model of family {family!r}, which {cls.__name__} does not build; use "
+                            "clinclip.models.build_model(config) or clinclip.models.load_model(directory)")

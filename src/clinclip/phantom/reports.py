@@ -17,7 +17,7 @@ import textwrap
 import numpy as np
 
 from clinclip.observations import FINDINGS, NO_FINDING, OBSERVATIONS
-from clinclip.phantom.studies import STREAM_REPORT, StudySpec, study_rng
+from clinclip.phantom.studies import NORMAL_TEMPLATE_WEIGHTS, STREAM_REPORT, StudySpec, study_rng
 from clinclip.text.hardneg import load_templates
 
 SEVERITY = {
@@ -55,8 +55,7 @@ NORMAL_TEMPLATES: tuple[tuple[str | None, str, tuple[str, ...]], ...] = (
         ("Cardiomegaly", "Pleural Effusion", "Pneumothorax"),
     ),
 )
-# Weights of the templates above plus, last, "compose a normal report from the phrase banks".
-NORMAL_TEMPLATE_WEIGHTS = (0.3, 0.16, 0.12, 0.08, 0.06, 0.1, 0.18)
+assert len(NORMAL_TEMPLATE_WEIGHTS) == len(NORMAL_TEMPLATES) + 1  # the weights are drawn in studies.py
 
 # Coordinated negative statements: text -> the findings it states absent. Preferred when all their
 # findings are to be negated, as radiologists coordinate the usual pertinent negatives.

@@ -28,6 +28,9 @@ LOBES = {
     "left": ("left upper lobe", "lingula", "left lower lobe"),
 }
 DEVICE_KINDS = ("endotracheal tube", "enteric tube", "central venous catheter", "pacemaker")
+# How a normal study's report is written: the weight of each of reports.NORMAL_TEMPLATES plus, last,
+# "compose a normal report from the phrase banks".
+NORMAL_TEMPLATE_WEIGHTS = (0.3, 0.16, 0.12, 0.08, 0.06, 0.1, 0.18)
 
 # Scenario mixture for abnormal studies: name -> (weight, {finding: probability}).
 SCENARIOS: dict[str, tuple[float, dict[str, float]]] = {
@@ -212,8 +215,6 @@ def _sample_attrs(name: str, rng: np.random.Generator, uncertain: bool, present:
 
 def sample_study(index: int, subject_id: int, study_id: int, cfg: PhantomConfig) -> StudySpec:
     """Draw one study from the prior (deterministic in ``cfg.seed`` and ``index``)."""
-    from clinclip.phantom.reports import NORMAL_TEMPLATE_WEIGHTS
-
     rng = study_rng(cfg.seed, index, STREAM_SPEC)
     present = _sample_findings(rng, cfg)
     uncertain = tuple(f for f in present if rng.random() < UNCERTAIN_RATE[f])

@@ -10,16 +10,10 @@ Torch is imported on first use of ``run_training`` / ``TrainResult``, so the con
 
 from __future__ import annotations
 
-from typing import Any
-
+from clinclip.lazy import lazy_getattr
 from clinclip.train.config import DataConfig, TrainConfig, list_training_presets
 
 __all__ = ["DataConfig", "TrainConfig", "TrainResult", "list_training_presets", "run_training"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("run_training", "TrainResult"):
-        from clinclip.train import loop
-
-        return getattr(loop, name)
-    raise AttributeError(f"module 'clinclip.train' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, {"run_training": "clinclip.train.loop", "TrainResult": "clinclip.train.loop"})

@@ -23,6 +23,7 @@ from torch import nn
 
 from clinclip.errors import ClinclipError
 from clinclip.files import parse_mapping
+from clinclip.models import factory
 from clinclip.train.checkpoint import (capture_rng_state, checkpoint_path, load_checkpoint, restore_rng_state,
                                        save_checkpoint)
 from clinclip.train.config import CONFIG_FILE, TrainConfig
@@ -116,8 +117,6 @@ def build_model(cfg: TrainConfig, loss_cfg):
     """The model to train: from the model preset, or from ``init`` (own or Hugging Face CLIP/SigLIP dir).
     Parts the variant does not train (the graph encoder of a variant without graphs) are frozen, so the
     optimizer and DDP only see parameters that get gradients."""
-    from clinclip.models import ClinClipModel, init_from
-
     if cfg.init:
         # The architecture comes from the init directory; only the text length may still be set.
         other = sorted(k for k in cfg.model_overrides if k != "text.max_text_length")
@@ -125,9 +124,9 @@ def build_model(cfg: TrainConfig, loss_cfg):
             raise ClinclipError(f"train config: init = {cfg.init!r} fixes the architecture; drop the model "
                                 f"overrides {other} (only model.text.max_text_length applies)")
         max_len = cfg.model_overrides.get("text.max_text_length")
-        model = init_from(cfg.init, max_text_length=max_len)
+        model = factory.init_from(cfg.init, max_text_length=max_len)
     else:
-        model = ClinClipModel.from_config(cfg.model_config())
+        model = factory.build_model(cfg.model_config())
     if loss_cfg.graph and getattr(model, "graph_encoder", None) is None:
         source = cfg.init or f"model preset {cfg.model!r}"
         raise ClinclipError(f"loss variant {loss_cfg.name!r} uses report graphs but the model ({source}) has no "
