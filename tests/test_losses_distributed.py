@@ -8,6 +8,7 @@ single-process ones exactly. Ranks hold different batch sizes (3 and 2) to exerc
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
