@@ -1,5 +1,5 @@
-"""The functional loss against a slow reference written straight from the equations (SPEC section 4,
-paper Eq. 1-10): Python loops over i, j in float64, no shared code with the implementation."""
+"""The fast functional loss against its definition, ``clinclip.losses.reference`` (dense, float64, no shared
+code with the implementation), and against hand-written special cases (InfoNCE, SoftCLIP in loops)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from clinclip.losses import loss_terms, total_loss
+from clinclip.losses.reference import reference_loss
 
-# ---------------------------------------------------------------- reference (loops, float64, from the equations)
+# ---------------------------------------------------------------- loop helpers for the SoftCLIP check
 
 
 def _unit(row):
@@ -27,85 +28,11 @@ def _rows(x):
     return [[float(e) for e in r] for r in x.detach().to(torch.float64)]
 
 
-def ref_soft_labels(rows, tau):
-    """Eq. 4/5/9 then row normalisation; the diagonal is always kept (value 1)."""
-    n = len(rows)
-    y = [[0.0] * n for _ in range(n)]
-    for i in range(n):
-        for j in range(n):
-            s = _dot(rows[i], rows[j])
-            y[i][j] = (s - tau) / (1 - tau) if s > tau else 0.0
-        y[i][i] = 1.0
-    return [[e / sum(r) for e in r] for r in y]
-
-
 def ref_kl(target, logits):
     """KL(target ‖ softmax(logits)) with 0 log 0 = 0."""
     m = max(logits)
     log_z = m + math.log(sum(math.exp(x - m) for x in logits))
     return sum(t * (math.log(t) - (x - log_z)) for t, x in zip(target, logits) if t > 0)
-
-
-def _renorm(row):
-    s = sum(row)
-    return [e / s for e in row] if s > 0 else None
-
-
-def reference_loss(v, t1, t2, g1, g2, c1, c2, scale, weights, taus, pairs=None, pair_stream_weights=None):
-    """Σ_P w_P Σ_k w_k mean_anchors KL(ŷ_k[row] ‖ softmax(logits_P[row])), every index spelt out."""
-    B = v.shape[0]
-    V = [_unit(r) for r in _rows(v)]
-    T = [_unit(r) for r in _rows(t1)] + ([_unit(r) for r in _rows(t2)] if t2 is not None else [])
-    G = None
-    if g1 is not None:
-        G = [_unit(r) for r in _rows(g1)] + ([_unit(r) for r in _rows(g2)] if g2 is not None else [])
-    C = None
-    if c1 is not None:
-        C = [_unit(r) for r in _rows(c1)] + ([_unit(r) for r in _rows(c2)] if c2 is not None else [])
-    N = len(T)
-    scale = float(scale)
-
-    def stream(k):
-        if k == "i":
-            return [[1.0 if i == j else 0.0 for j in range(N)] for i in range(N)]
-        source = {"t": T, "c": C, "g": G}[k]
-        return ref_soft_labels(source, taus[k])
-
-    if pairs is None:
-        pairs = {p: 1.0 for p in ["I-T", "T-I"] + (["I-G", "G-I", "T-G", "G-T"] if G is not None else [])}
-    total = 0.0
-    for pair, pw in pairs.items():
-        ws = (pair_stream_weights or {}).get(pair, weights)
-        for k, w in ws.items():
-            if w == 0:
-                continue
-            Y = stream(k)
-            kls = []
-            if pair in ("I-T", "I-G"):  # Eq. 1: B image anchors, all N candidates
-                cand = T if pair == "I-T" else G
-                for i in range(B):
-                    logits = [scale * _dot(V[i], cand[j]) for j in range(N)]
-                    kls.append(ref_kl(Y[i], logits))
-            elif pair in ("T-I", "G-I"):  # Eq. 2: T1/G1 anchors, B images, block renormalised
-                anch = T if pair == "T-I" else G
-                for i in range(B):
-                    logits = [scale * _dot(anch[i], V[j]) for j in range(B)]
-                    kls.append(ref_kl(_renorm(Y[i][:B]), logits))
-            elif pair in ("T-G", "G-T"):
-                anch, cand = (T, G) if pair == "T-G" else (G, T)
-                for i in range(N):
-                    logits = [scale * _dot(anch[i], cand[j]) for j in range(N)]
-                    kls.append(ref_kl(Y[i], logits))
-            elif pair == "N-I":  # negated texts over images; rows without target left out
-                for i in range(B, N):
-                    target = _renorm(Y[i][:B])
-                    if target is None:
-                        continue
-                    logits = [scale * _dot(T[i], V[j]) for j in range(B)]
-                    kls.append(ref_kl(target, logits))
-            if kls:
-                total += pw * w * sum(kls) / len(kls)
-    return total
 
 
 # ---------------------------------------------------------------- inputs
@@ -153,7 +80,7 @@ TAUS = {"t": 0.8, "c": 0.5, "g": 0.8}
 def test_matches_reference(B, negatives, graph, weights, taus):
     x = make_batch(B, seed=B, negatives=negatives, graph=graph, zero_label_rows=[0])
     got = call(total_loss, x, 3.5, weights, taus)
-    want = reference_loss(x["v"], x["t1"], x["t2"], x["g1"], x["g2"], x["c1"], x["c2"], 3.5, weights, taus)
+    want = reference_loss(x["v"], x["t1"], x["t2"], x["g1"], x["g2"], x["c1"], x["c2"], 3.5, weights, taus).item()
     assert got.dtype == torch.float64
     assert got.item() == pytest.approx(want, rel=1e-10, abs=1e-10)
 
@@ -168,14 +95,14 @@ def test_low_thresholds_spread_targets_and_change_the_loss():
     assert high == pytest.approx(identity, rel=1e-12)  # only the diagonal survives -> one-hot
     assert abs(low - high) > 1e-3
     assert low == pytest.approx(reference_loss(*[x[k] for k in ("v", "t1", "t2", "g1", "g2", "c1", "c2")],
-                                               2.0, {"t": 1.0}, {"t": -1.0}), rel=1e-10)
+                                               2.0, {"t": 1.0}, {"t": -1.0}).item(), rel=1e-10)
 
 
 def test_all_zero_label_rows_match_only_themselves():
     x = make_batch(5, seed=7, zero_label_rows=[1, 2], negatives=False, graph=False)
     out = call(loss_terms, x, 4.0, {"c": 1.0}, {"c": 0.5})
     assert torch.isfinite(out["loss"])
-    want = reference_loss(x["v"], x["t1"], None, None, None, x["c1"], None, 4.0, {"c": 1.0}, {"c": 0.5})
+    want = reference_loss(x["v"], x["t1"], None, None, None, x["c1"], None, 4.0, {"c": 1.0}, {"c": 0.5}).item()
     assert out["loss"].item() == pytest.approx(want, rel=1e-10)
     # A zero row's target is one-hot on itself, so its I-T KL equals its cross-entropy at the diagonal.
     from clinclip.losses.soft_labels import l2_normalise, thresholded_soft_labels
@@ -193,7 +120,7 @@ def test_duplicate_reports_share_target_mass():
     assert y[0, 0].item() == pytest.approx(y[0, 3].item()) and y[0, 3] > 0.3
     weights = {"t": 1.0, "c": 1.0, "g": 1.0}
     got = call(total_loss, x, 5.0, weights, TAUS).item()
-    want = reference_loss(*[x[k] for k in ("v", "t1", "t2", "g1", "g2", "c1", "c2")], 5.0, weights, TAUS)
+    want = reference_loss(*[x[k] for k in ("v", "t1", "t2", "g1", "g2", "c1", "c2")], 5.0, weights, TAUS).item()
     assert got == pytest.approx(want, rel=1e-10)
     # With identity targets the duplicate is (wrongly) a negative: the soft loss must differ.
     assert abs(got - call(total_loss, x, 5.0, {"i": 3.0}, TAUS).item()) > 1e-3
@@ -348,10 +275,17 @@ def test_softclip_matches_loop_reference():
             total += ref_kl([t for j, t in enumerate(tgt) if j != i], logits)
         return total / B
 
-    infonce = reference_loss(x["v"], x["t1"], None, None, None, None, None, s, {"i": 1.0}, {})
+    infonce = reference_loss(x["v"], x["t1"], None, None, None, None, None, s, {"i": 1.0}, {}).item()
     want = infonce + neg_kl(V, V, T) + neg_kl(T, T, V)
     got = total_loss(x["v"], x["t1"], None, None, None, None, None, s, {"i": 1.0, "s": 1.0}, {})
     assert got.item() == pytest.approx(want, rel=1e-10)
+    defined = reference_loss(x["v"], x["t1"], None, None, None, None, None, s, {"i": 1.0, "s": 1.0}, {})
+    assert defined.item() == pytest.approx(want, rel=1e-10)
+    for negatives_only in (True, False):
+        kw = dict(softclip_negatives_only=negatives_only, softclip_scale=2.0)
+        got = total_loss(x["v"], x["t1"], None, None, None, None, None, s, {"s": 1.0}, {}, **kw)
+        want = reference_loss(x["v"], x["t1"], None, None, None, None, None, s, {"s": 1.0}, {}, **kw).item()
+        assert got.item() == pytest.approx(want, rel=1e-10)
 
 
 def test_negated_anchor_pair_leaves_out_rows_without_target():
@@ -362,7 +296,7 @@ def test_negated_anchor_pair_leaves_out_rows_without_target():
     x["c2"][0] = x["c1"][2]  # negation 0 is consistent with image 2 only; the others with none
     kw = dict(pairs={"N-I": 1.0}, pair_stream_weights={"N-I": {"c": 1.0}})
     got = call(loss_terms, x, 5.0, {}, {"c": 0.9}, **kw)
-    want = reference_loss(*[x[k] for k in ("v", "t1", "t2", "g1", "g2", "c1", "c2")], 5.0, {}, {"c": 0.9}, **kw)
+    want = reference_loss(*[x[k] for k in ("v", "t1", "t2", "g1", "g2", "c1", "c2")], 5.0, {}, {"c": 0.9}, **kw).item()
     logits0 = 5.0 * F.normalize(x["t2"][0], dim=0) @ F.normalize(x["v"], dim=1).T
     assert got["loss"].item() == pytest.approx(want, rel=1e-10)
     assert got["loss"].item() == pytest.approx(-torch.log_softmax(logits0, 0)[2].item(), rel=1e-10)
@@ -373,7 +307,7 @@ def test_float32_and_bad_inputs():
     out = call(total_loss, x, 2.0, {"t": 1.0, "c": 1.0, "g": 1.0}, TAUS)
     assert out.dtype == torch.float32
     want = reference_loss(*[x[k] for k in ("v", "t1", "t2", "g1", "g2", "c1", "c2")], 2.0,
-                          {"t": 1.0, "c": 1.0, "g": 1.0}, TAUS)
+                          {"t": 1.0, "c": 1.0, "g": 1.0}, TAUS).item()
     assert out.item() == pytest.approx(want, rel=1e-4)
     with pytest.raises(ValueError, match="unknown loss stream"):
         call(total_loss, x, 2.0, {"x": 1.0}, TAUS)
@@ -424,5 +358,5 @@ def test_entropy_in_row_chunks_matches_reference(monkeypatch, negatives):
     weights, taus = {"t": 1.0, "c": 0.5, "g": 2.0}, {"t": 0.1, "c": 0.3, "g": -0.3}
     x = make_batch(8, seed=11, negatives=negatives, zero_label_rows=[2], dup=[(1, 5)])
     got = call(total_loss, x, 2.5, weights, taus)
-    want = reference_loss(x["v"], x["t1"], x["t2"], x["g1"], x["g2"], x["c1"], x["c2"], 2.5, weights, taus)
+    want = reference_loss(x["v"], x["t1"], x["t2"], x["g1"], x["g2"], x["c1"], x["c2"], 2.5, weights, taus).item()
     assert got.item() == pytest.approx(want, rel=1e-10, abs=1e-10)
