@@ -186,11 +186,17 @@ def test_long_report_is_labelled():
     assert row[OBSERVATIONS.index("Pleural Effusion")] == P
 
 
-def test_word_scanner_matches_the_plain_alternation():
-    """The dispatching scanner finds exactly what one big leftmost-first regex alternation finds."""
+@pytest.mark.parametrize("private_parser", [True, False])
+def test_word_scanner_matches_the_plain_alternation(private_parser, monkeypatch):
+    """The dispatching scanner finds exactly what one big leftmost-first regex alternation finds; so does
+    its fallback when CPython's private regex parser is unavailable (every branch tried everywhere)."""
     import re
 
+    from clinclip.text import _regex
     from clinclip.text._regex import Branch, WordScanner
+
+    if not private_parser:
+        monkeypatch.setattr(_regex, "_sre_parse", None)
 
     patterns = [r"\bno\b", r"\bno evidence of\b", r"\b(?:the\s+)?heart(?:\s+size)?\s+is\s+normal\b",
                 r"\bpneumo\w*", r"\bpleural (?:effusions?|fluid)\b", r"\beffusions?\b", r"\b(?:a|an)\b",
@@ -198,6 +204,7 @@ def test_word_scanner_matches_the_plain_alternation():
     branches = [Branch(p, i) for i, p in enumerate(patterns)]
     reference = re.compile("|".join(f"(?P<g{i}>{p})" for i, p in enumerate(patterns)))
     scanner = WordScanner(branches)
+    assert (len(scanner._always) == len(branches)) is not private_parser  # which path is under test
     texts = ["no evidence of pleural effusion. the heart size is normal. a 1.5 cm pneumothorax, x-ray",
              "mildly enlarged heart; no effusions, no pneumonia or pneumothoraces. an xray", ""]
     for text in texts:
@@ -205,5 +212,6 @@ def test_word_scanner_matches_the_plain_alternation():
         assert scanner.scan(text) == expected
     longest = WordScanner(branches, longest=True).scan("no evidence of effusion")
     assert longest[0] == (0, 14, 1)  # "no evidence of" beats "no"
-    with pytest.raises(ValueError, match="word character"):
-        WordScanner([Branch(r"\s*resolved", 0)])
+    if private_parser:  # the check reads the parsed pattern
+        with pytest.raises(ValueError, match="word character"):
+            WordScanner([Branch(r"\s*resolved", 0)])

@@ -19,13 +19,13 @@ import pyarrow.parquet as pq
 
 from clinclip.errors import ClinclipError
 from clinclip.files import atomic_path
-from clinclip.observations import NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN
+from clinclip.observations import LABEL_NEGATIVE, LABEL_POSITIVE, LABEL_UNCERTAIN, OBSERVATIONS
 
 # --- the schema -------------------------------------------------------------------------------------
 
 BASE_COLUMNS: tuple[str, ...] = ("image_path", "image_id", "study_id", "patient_id", "split", "view", "report")
 SPLITS: tuple[str, ...] = ("train", "validate", "test")
-LABEL_VALUES: tuple[float, ...] = (POSITIVE, NEGATIVE, UNCERTAIN)  # a blank (not mentioned) is NaN
+LABEL_VALUES: tuple[float, ...] = (LABEL_POSITIVE, LABEL_NEGATIVE, LABEL_UNCERTAIN)  # a blank (not mentioned) is NaN
 SKIP_COLUMN = "skip_reason"
 # How an ``image_path``'s image is brought to the model's square input (a model config field; applied by
 # clinclip.data.transforms): shorter side to the size then centre crop, or squashed straight to the size.

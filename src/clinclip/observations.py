@@ -38,8 +38,9 @@ CHEXPERT_LABELER_ORDER: tuple[str, ...] = (
     "Support Devices",
 )
 
-# Label values, as in CheXpert / MIMIC-CXR chexpert.csv; a blank (not mentioned) is NaN.
-POSITIVE, NEGATIVE, UNCERTAIN = 1.0, 0.0, -1.0
+# Label values, as in CheXpert / MIMIC-CXR chexpert.csv; a blank (not mentioned) is NaN. (The rule labeler's
+# assertions, text.rules.POSITIVE etc., are the words "positive", "negative", "uncertain".)
+LABEL_POSITIVE, LABEL_NEGATIVE, LABEL_UNCERTAIN = 1.0, 0.0, -1.0
 
 NO_FINDING = "No Finding"
 FINDINGS = OBSERVATIONS[:-1]  # the 13 observations that are findings (not No Finding)

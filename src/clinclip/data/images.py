@@ -17,13 +17,13 @@ Every failure raises :class:`ImageReadError` naming the file and the cause.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from clinclip.errors import ClinclipError
+from clinclip.files import atomic_path
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 
@@ -263,17 +263,9 @@ def save_image_uint8(array: np.ndarray, path: str | os.PathLike) -> Path:
     if array.dtype != np.uint8 or array.ndim != 2:
         raise ClinclipError(f"save_image_uint8({path}): expected a uint8 H×W array, got {array.dtype} "
                             f"with shape {array.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix or ".png"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fmt = Image.registered_extensions().get(suffix.lower(), "PNG")
-            Image.fromarray(array).save(handle, format=fmt)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    fmt = Image.registered_extensions().get((path.suffix or ".png").lower(), "PNG")
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format=fmt)
     return path
 
 

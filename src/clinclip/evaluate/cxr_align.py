@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from clinclip.errors import ClinclipError
-from clinclip.files import read_mapping
+from clinclip.files import read_mapping, write_text_atomic
 from clinclip.evaluate import metrics
 from clinclip.observations import OBSERVATIONS
 
@@ -53,12 +53,7 @@ def read_benchmark(path: str | Path) -> dict[str, dict[str, dict]]:
 
 
 def write_benchmark(benchmark: dict[str, dict[str, dict]], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(benchmark, indent=1, ensure_ascii=False))
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, json.dumps(benchmark, indent=1, ensure_ascii=False))
 
 
 def _sentences_of(value) -> list[str]:

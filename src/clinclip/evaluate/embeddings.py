@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from clinclip.errors import ClinclipError
+from clinclip.files import atomic_path
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
@@ -89,10 +90,8 @@ class EmbeddingStore:
     def _save(path: Path | None, array: np.ndarray, meta: dict | None = None) -> None:
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, array)
-        os.replace(tmp, path)  # atomic: a killed run never leaves a half-written cache entry
+        with atomic_path(path) as tmp:  # a killed run never leaves a half-written cache entry
+            np.save(tmp, array)
         if meta is not None:
             path.with_suffix(".json").write_text(json.dumps(meta))
 

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -35,22 +36,9 @@ def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (ties count one half: the Mann-Whitney statistic). NaN when one of the
     two classes is absent, since the AUC is then undefined."""
     y = np.asarray(y_true).astype(bool)
-    s = np.asarray(scores, dtype=np.float64)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), dtype=np.float64)
-    sorted_s = s[order]
-    # average ranks over ties
-    i = 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(roc_auc_score(y, np.asarray(scores, dtype=np.float64)))
 
 
 @dataclass
@@ -59,9 +47,6 @@ class MulticlassAccuracy:
     macro: float  # mean of the per-class accuracies
     micro: float  # fraction of all samples right
     n: int
-
-    def as_dict(self) -> dict:
-        return {"per_class": self.per_class, "macro": self.macro, "micro": self.micro, "n": self.n}
 
 
 def multiclass_accuracy(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> MulticlassAccuracy:

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from clinclip.errors import ClinclipError
+from clinclip.files import atomic_path, write_text_atomic
 from clinclip.manifest import EMPTY_ENTITY_TYPE, EMPTY_PHRASE
 
 
@@ -196,17 +198,12 @@ class PhraseEmbeddingCache:
         """Write the table to ``cache_dir`` (atomically) when it has grown since the last save."""
         if self.cache_dir is None or len(self.index) == self._saved_rows:
             return None
-        from safetensors.torch import save_file
-
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         names_path, table_path = self._paths()
         phrases = sorted(self.index, key=self.index.__getitem__)
-        tmp_table = table_path.with_name(table_path.name + ".tmp")
-        save_file({"embeddings": self.table.detach().cpu().contiguous()}, str(tmp_table))
-        tmp_names = names_path.with_name(names_path.name + ".tmp")
-        tmp_names.write_text(json.dumps(phrases), encoding="utf-8")
-        tmp_table.replace(table_path)
-        tmp_names.replace(names_path)
+        with atomic_path(table_path) as tmp_table:
+            save_file({"embeddings": self.table.detach().cpu().contiguous()}, str(tmp_table))
+        write_text_atomic(names_path, json.dumps(phrases))
         self._saved_rows = len(self.index)
         return table_path
 

@@ -5,6 +5,10 @@ Python's ``re`` tries the branches of an alternation one after another at every 
 parsed branch, the strings of up to five characters it can start with, and at each word start of
 the text looks the candidate branches up in a dict keyed by the next five characters: only the few
 branches that can match there are tried (about 10x faster on real reports, same matches).
+
+The first characters come from CPython's own regex parser (``re._parser``, private). Where it is not
+available, or has changed shape, every branch is tried at every word start, in order: the semantics of a
+plain ``re`` alternation, slower but with the same matches.
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 try:  # Python >= 3.11
     from re import _constants as _sre_constants  # type: ignore[attr-defined]
     from re import _parser as _sre_parse  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - Python 3.10
-    import sre_constants as _sre_constants  # type: ignore[no-redef]
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+except ImportError:  # pragma: no cover - Python 3.10, or a Python without the private modules
+    try:
+        import sre_constants as _sre_constants  # type: ignore[no-redef]
+        import sre_parse as _sre_parse  # type: ignore[no-redef]
+    except ImportError:
+        _sre_constants = _sre_parse = None  # no dispatch: plain alternation (module doc)
 
 
 def _category_chars(cat, alphabet) -> set[str]:
@@ -137,6 +144,25 @@ def _expand_item(item, n: int, cap: int) -> set[str]:
     raise _TooBig  # back-references and other rare nodes: no dispatch
 
 
+def _dispatch_prefixes(pattern: str, flags: int, depth: int, cap: int) -> set[str] | None:
+    """The strings of up to ``depth`` characters a match of ``pattern`` can start with, or None when there is
+    no safe dispatch (the branch is then tried at every word start)."""
+    if _sre_parse is None:
+        return None
+    try:
+        parsed = _sre_parse.parse(pattern, flags)
+        if _first_is_open(parsed):
+            return None
+        for k in range(depth, 0, -1):
+            try:
+                return _expand_seq(list(parsed), k, cap)
+            except _TooBig:
+                continue
+    except (AttributeError, TypeError, ValueError):  # a private parser of another shape: no dispatch
+        return None
+    return None
+
+
 def _first_is_open(parsed) -> bool:
     """Whether the pattern can match the empty string or start with (almost) any character, e.g. a
     negated class: no safe dispatch on its first characters."""
@@ -173,17 +199,8 @@ class WordScanner:
         self._tables: list[dict[str, list[int]]] = [dict() for _ in range(depth + 1)]
         self._always: list[int] = []
         for i, b in enumerate(self.branches):
-            parsed = _sre_parse.parse(b.pattern, flags)
-            if _first_is_open(parsed):
-                self._always.append(i)
-                continue
-            for k in range(depth, 0, -1):
-                try:
-                    prefixes = _expand_seq(list(parsed), k, cap)
-                    break
-                except _TooBig:
-                    continue
-            else:
+            prefixes = _dispatch_prefixes(b.pattern, flags, depth, cap)
+            if prefixes is None:
                 self._always.append(i)
                 continue
             for p in prefixes:
@@ -208,9 +225,6 @@ class WordScanner:
     def word_starts(self, text: str) -> list[int]:
         """Positions where a word starts (share them between scanners of the same text)."""
         return [m.start() for m in self._WORD_START.finditer(text)]
-
-    def finditer(self, text: str) -> Iterator[tuple[int, int, object]]:
-        return iter(self.scan(text))
 
     def scan(self, text: str, starts: list[int] | None = None) -> list[tuple[int, int, object]]:
         """``(start, end, key)`` of every match, in text order (see the class doc)."""

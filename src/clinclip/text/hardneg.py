@@ -28,7 +28,7 @@ import numpy as np
 
 from clinclip.errors import ClinclipError
 from clinclip.files import read_mapping
-from clinclip.observations import FINDINGS, NO_FINDING, OBSERVATIONS, POSITIVE, UNCERTAIN
+from clinclip.observations import FINDINGS, LABEL_POSITIVE, LABEL_UNCERTAIN, NO_FINDING, OBSERVATIONS
 
 POSITIONS = ("beginning", "middle", "end")
 POOL = "pool"
@@ -86,19 +86,19 @@ class HardNegativePool:
 
 def positive_findings(labels: Sequence[float]) -> list[str]:
     """Findings (not No Finding) labelled positive, in OBSERVATIONS order."""
-    return [name for name in FINDINGS if labels[_OBS_INDEX[name]] == POSITIVE]
+    return [name for name in FINDINGS if labels[_OBS_INDEX[name]] == LABEL_POSITIVE]
 
 
 def is_normal(labels: Sequence[float]) -> bool:
     """Normal per SPEC 2.5: No Finding positive, or no finding positive at all."""
-    return labels[_NO_FINDING_INDEX] == POSITIVE or not positive_findings(labels)
+    return labels[_NO_FINDING_INDEX] == LABEL_POSITIVE or not positive_findings(labels)
 
 
 def single_finding(labels: Sequence[float]) -> str | None:
     """The finding of a report whose only positive finding is exactly one (not Support Devices, which
     leaves a study normal under the CheXpert convention), else None."""
     found = positive_findings(labels)
-    if len(found) == 1 and found[0] != "Support Devices" and labels[_NO_FINDING_INDEX] != POSITIVE:
+    if len(found) == 1 and found[0] != "Support Devices" and labels[_NO_FINDING_INDEX] != LABEL_POSITIVE:
         return found[0]
     return None
 
@@ -157,7 +157,7 @@ def _insert(kept: Sequence[str], negation: str, rng: np.random.Generator) -> tup
 def _verified(labels_row: Sequence[float], entity: str) -> bool:
     """The chosen entity is negative or absent (not positive, not uncertain)."""
     value = labels_row[_OBS_INDEX[entity]]
-    return not (value == POSITIVE or value == UNCERTAIN)
+    return not (value == LABEL_POSITIVE or value == LABEL_UNCERTAIN)
 
 
 def join_sentences(sentences: Sequence[str]) -> str:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from clinclip.errors import ClinclipError
+from clinclip.files import write_text_atomic
 
 PROMPT_FILES = {"split": "split_sentences.txt", "temporal": "remove_temporal.txt", "remove": "remove_finding.txt"}
 ANSWER_SCHEMA = {
@@ -163,10 +164,8 @@ class LLMClient:
             self._count("cache hits")
             return json.loads(path.read_text("utf-8"))["content"]
         content = self._request(prompt, payload)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-        tmp.write_text(json.dumps({"model": self.config.model, "prompt": prompt, "content": content}), "utf-8")
-        os.replace(tmp, path)  # atomic: parallel runs never read a half-written entry
+        # atomic: parallel runs never read a half-written entry
+        write_text_atomic(path, json.dumps({"model": self.config.model, "prompt": prompt, "content": content}))
         return content
 
     def _body(self, prompt: str, payload: dict) -> dict:

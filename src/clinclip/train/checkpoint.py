@@ -1,10 +1,9 @@
-"""Training checkpoints: written atomically (temp file, then ``os.replace``) and read with
+"""Training checkpoints: written atomically (``clinclip.files.atomic_path``) and read with
 ``torch.load(weights_only=True)``, so every entry is a tensor, a number, a string or a list/dict of them --
 RNG states included (python, numpy, torch, CUDA; one set per rank)."""
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 
 from clinclip.errors import ClinclipError
+from clinclip.files import atomic_path
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_DIR = "checkpoints"
@@ -51,10 +51,8 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Atomic: a crash while writing leaves the previous checkpoint intact."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
     return path
 
 
