@@ -16,11 +16,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from clinclip.data.images import ImageReadError, load_image, resize_shorter_side, save_image_uint8
 from clinclip.data.prepare import skipped_path
@@ -61,9 +63,6 @@ def _convert(job: tuple[str, str, int]) -> tuple[str, str]:
 def prepare_images(manifest: str | os.PathLike, out_dir: str | os.PathLike, size: int = 256, workers: int | None = None,
                    out_manifest: str | os.PathLike | None = None, progress: bool = True) -> PrepareImagesSummary:
     """Write resized PNGs for every row of ``manifest`` into ``out_dir`` (resumable) and the updated manifest."""
-    import time
-
-    from tqdm.auto import tqdm
 
     if size < 8:
         raise ClinclipError(f"prepare-images: --size must be at least 8 pixels, got {size}")

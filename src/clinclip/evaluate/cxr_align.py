@@ -28,9 +28,12 @@ import numpy as np
 import pandas as pd
 
 from clinclip.errors import ClinclipError
-from clinclip.files import read_mapping, write_text_atomic
 from clinclip.evaluate import metrics
+from clinclip.evaluate.counterfactual import counterfactual_scores
+from clinclip.files import read_mapping, write_text_atomic
 from clinclip.observations import OBSERVATIONS
+from clinclip.text.hardneg import is_normal, make_hard_negatives
+from clinclip.text.labeler import get_labeler
 
 ENTRY_FIELDS = ("report", "negation", "omitted", "chosen")
 
@@ -74,9 +77,6 @@ def build_benchmark(frame: pd.DataFrame, source: str = "mimic", seed: int = 0, l
                     manifest: str | Path = "manifest") -> tuple[dict[str, dict[str, dict]], Counter]:
     """Build CXR-Align triplets from the rows of a prepared manifest (already restricted to one split).
     Returns the benchmark ``{source: {image_id: entry}}`` and counts of what was left out and why."""
-    from clinclip.text.hardneg import is_normal, make_hard_negatives
-    from clinclip.text.labeler import get_labeler
-
     if "sentences" not in frame.columns:
         raise ClinclipError(f"{manifest}: no 'sentences' column; run `clinclip text prepare` on it first")
     missing = [c for c in OBSERVATIONS if c not in frame.columns]
@@ -160,8 +160,6 @@ def attach_counterfactuals(benchmark: dict[str, dict[str, dict]], counterfactual
 def _score_counterfactuals(store, entries: dict, ids: list[str], img: np.ndarray, r, rn, rr,
                            manifest, skipped: Counter) -> dict | None:
     """CF-order/CF-pair over the scored triplets that have a counterfactual image (None if none has)."""
-    from clinclip.evaluate.counterfactual import counterfactual_scores
-
     rows = [k for k, i in enumerate(ids) if entries[i].get("counterfactual_image")]
     if not rows:
         return None

@@ -17,9 +17,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
+from clinclip.data.images import load_image
 from clinclip.errors import ClinclipError
 from clinclip.files import atomic_path
+from clinclip.models import load_encoder
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
@@ -60,8 +64,6 @@ def _texts_fingerprint(texts: Sequence[str]) -> str:
 
 
 def _default_image_loader() -> Callable:
-    from clinclip.data.images import load_image
-
     return load_image
 
 
@@ -151,9 +153,6 @@ class EmbeddingStore:
     def _encode_images(self, paths: list[str], manifest) -> tuple[np.ndarray | None, dict[str, str]]:
         """Encode images in batches with a progress bar: (table of the readable ones in order, or None
         when none could be read; {path: reason} of the unreadable ones)."""
-        import torch
-        from tqdm.auto import tqdm
-
         loader = self._image_loader or _default_image_loader()
         failed: dict[str, str] = {}
         parts: list[np.ndarray] = []
@@ -177,9 +176,6 @@ class EmbeddingStore:
     def text_embeddings(self, texts: Sequence[str], desc: str = "encoding texts") -> np.ndarray:
         """Embeddings of the texts (N x D float32), cached by model and text content. Identical texts
         are encoded once."""
-        import torch
-        from tqdm.auto import tqdm
-
         texts = [str(t) for t in texts]
         if not texts:
             raise ClinclipError("no text to encode")
@@ -205,8 +201,6 @@ def open_store(model: str | Path, cache_dir: str | Path | None = None, batch_siz
                device: str | None = None, progress: bool = True) -> EmbeddingStore:
     """Load any model (own checkpoint folder, HF CLIP/SigLIP folder or hub name, open_clip) through
     ``clinclip.models.load_encoder`` and wrap it in a cached store."""
-    from clinclip.models import load_encoder
-
     kwargs = {"device": device} if device else {}
     encoder = load_encoder(str(model), **kwargs)
     return EmbeddingStore(encoder, model_fingerprint(model), cache_dir=cache_dir, batch_size=batch_size,

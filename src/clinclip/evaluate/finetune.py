@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from sklearn.linear_model import LogisticRegression
+from tqdm.auto import tqdm
 
 from clinclip.errors import ClinclipError
 from clinclip.evaluate import metrics
@@ -37,8 +40,6 @@ def subsample(n: int, fraction: float, seed: int) -> np.ndarray:
 def linear_probe_scores(prompts: PromptSet, train_x: np.ndarray, train_labels: np.ndarray,
                         test_x: np.ndarray, seed: int, max_iter: int = 1000) -> tuple[dict, list[str]]:
     """Fit the probe(s) and score the test rows: {class: positive probability or class score}."""
-    from sklearn.linear_model import LogisticRegression
-
     notes: list[str] = []
     scores: dict[str, np.ndarray] = {}
     if prompts.kind == "binary":
@@ -68,8 +69,6 @@ def linear_probe_scores(prompts: PromptSet, train_x: np.ndarray, train_labels: n
 def _trainable_parameters(encoder):
     """The parameters of the encoder's torch module, made trainable (evaluation encoders freeze them).
     Only the image path receives gradients, so only the image side moves."""
-    import torch
-
     module = encoder if isinstance(encoder, torch.nn.Module) else None
     for name in ("model", "image_model", "vision_model"):
         if module is None and isinstance(getattr(encoder, name, None), torch.nn.Module):
@@ -84,8 +83,6 @@ def _trainable_parameters(encoder):
 
 def _image_features(encoder, pixels):
     """Differentiable, L2-normalised image embeddings (``encode_images`` runs without autograd)."""
-    import torch
-
     return torch.nn.functional.normalize(encoder.image_embeddings(pixels).float(), dim=-1)
 
 
@@ -94,9 +91,6 @@ def full_finetune_scores(encoder, prompts: PromptSet, train_paths: list[str], tr
                          head_lr: float = 1e-3, batch_size: int = 16, image_loader=None,
                          progress: bool = True) -> tuple[dict, list[str]]:
     """Fine-tune a copy of the encoder's image side with a linear head; return test scores."""
-    import torch
-    from tqdm.auto import tqdm
-
     if image_loader is None:
         from clinclip.data.images import load_image as image_loader
     torch.manual_seed(seed)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from clinclip.errors import ClinclipError
+
 
 def jsonable(value):
     """A result (nested dicts/lists with numpy values) as plain JSON types; NaN and inf become null."""
@@ -80,8 +82,6 @@ def write_result(result: dict, out: str | Path) -> tuple[Path, Path]:
 
 def read_results(paths) -> dict[str, dict]:
     """Read results JSON files into ``{path: result}`` (the input of ``render_report``)."""
-    from clinclip.errors import ClinclipError
-
     results = {}
     for p in paths:
         p = Path(p)

@@ -25,6 +25,7 @@ from clinclip.errors import ClinclipError
 from clinclip.evaluate import metrics
 from clinclip.evaluate.data import label_matrix, report_column
 from clinclip.observations import FINDINGS, NO_FINDING, OBSERVATIONS
+from clinclip.text.labeler import get_labeler
 
 
 def ranks_and_top1(queries: np.ndarray, candidates: np.ndarray, target: np.ndarray,
@@ -52,7 +53,6 @@ def report_labels(texts: list[str], frame_rows: pd.DataFrame | None, labeler: st
             raise ClinclipError(f"{manifest}: labeler 'manifest' needs the 14 observation columns, missing "
                                 f"{missing}; pass --labeler rules (or chexbert) to label the reports instead")
         return label_matrix(frame_rows, list(OBSERVATIONS), manifest)
-    from clinclip.text.labeler import get_labeler
 
     return np.asarray(get_labeler(labeler).label(list(texts)), dtype=np.float64)
 

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
 from clinclip.errors import ClinclipError
 
 PACKAGE_PREFIX = "package:"
@@ -48,8 +50,6 @@ NO_POOLER = {"add_pooling_layer": False}
 
 
 def load_pretrained_backbone(source: str, what: str, drop_pooler: bool = False):
-    from transformers import AutoModel
-
     resolved = resolve_source(source, what)
     try:
         if drop_pooler:
@@ -63,8 +63,6 @@ def load_pretrained_backbone(source: str, what: str, drop_pooler: bool = False):
 
 
 def config_from_dict(config: dict[str, Any], what: str):
-    from transformers import AutoConfig
-
     config = dict(config)
     model_type = config.pop("model_type", None)
     for key in ("transformers_version", "architectures"):
@@ -77,8 +75,6 @@ def config_from_dict(config: dict[str, Any], what: str):
 
 
 def build_backbone_from_config(config: dict[str, Any], what: str, drop_pooler: bool = False):
-    from transformers import AutoModel
-
     hf_config = config_from_dict(config, what)
     try:
         if drop_pooler:
@@ -101,8 +97,6 @@ def backbone_config_dict(model) -> dict[str, Any]:
 
 
 def load_tokenizer(source: str, what: str = "tokenizer"):
-    from transformers import AutoTokenizer
-
     resolved = resolve_source(source, what)
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved, use_fast=True)

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
+from torch_geometric.nn import GCNConv, global_mean_pool
 
 from clinclip.errors import ClinclipError
 from clinclip.files import atomic_path, write_text_atomic
@@ -181,8 +182,6 @@ class PhraseEmbeddingCache:
         return self.cache_dir / f"{stem}.json", self.cache_dir / f"{stem}.safetensors"
 
     def _load_disk(self) -> None:
-        from safetensors.torch import load_file
-
         names_path, table_path = self._paths()
         if not (names_path.is_file() and table_path.is_file()):
             return
@@ -219,7 +218,6 @@ class GraphEncoder(nn.Module):
     def __init__(self, phrase_encoder: PhraseEncoder, entity_types: Sequence[str], hidden_dim: int,
                  num_layers: int, embed_dim: int, phrase_cache: PhraseEmbeddingCache, parse_cache_size: int = 200_000):
         super().__init__()
-        from torch_geometric.nn import GCNConv
 
         self.entity_types = tuple(entity_types)
         self.type_index = {name: i for i, name in enumerate(self.entity_types)}
@@ -271,8 +269,6 @@ class GraphEncoder(nn.Module):
         return len(self.phrase_cache)
 
     def forward(self, graphs: Sequence[str | dict[str, Any]]) -> torch.Tensor:
-        from torch_geometric.nn import global_mean_pool
-
         device = self.device
         rows: list[int] = []
         types: list[int] = []

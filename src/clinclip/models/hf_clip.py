@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
+from transformers import AutoModel
 
 from clinclip.errors import ClinclipError
 from clinclip.files import read_mapping
@@ -87,8 +88,6 @@ class HfClipModel(ClinClipModel):
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_config(cls, config: ModelConfig) -> "HfClipModel":
-        from transformers import AutoModel
-
         config = copy.deepcopy(config)
         hf = config.hf_clip
         if hf.source is not None:
@@ -121,8 +120,6 @@ class HfClipModel(ClinClipModel):
 
     @classmethod
     def _build_saved(cls, config: ModelConfig, directory: Path) -> "HfClipModel":
-        from transformers import AutoModel
-
         if config.hf_clip.model_config is None:
             raise ClinclipError(f"{directory / CONFIG_NAME}: hf_clip.model_config is missing; this config was not "
                                 "written by save_pretrained")

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from clinclip.errors import ClinclipError
 from clinclip.files import read_mapping
@@ -61,17 +63,12 @@ def state_for_saving(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_weights(module: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
-    from safetensors.torch import save_file
-
     save_file(state_for_saving(module), str(path), metadata={"format": "pt", **(metadata or {})})
 
 
 def load_weights(module: torch.nn.Module, path: Path, skip_prefixes: tuple[str, ...] = ()) -> None:
     """Load safetensors weights strictly; missing / unexpected / wrong-shape tensors give one clear error.
     Tensors under ``skip_prefixes`` are left out on purpose (a part not built, e.g. the graph encoder)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     if not path.is_file():
         raise ClinclipError(f"{path.parent}: no {path.name} (weights) in the model directory")
     try:

@@ -11,9 +11,11 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from clinclip.data.transforms import ImageTransform
 from clinclip.errors import ClinclipError
 from clinclip.models import backbones
 from clinclip.models.config import ModelConfig
+from clinclip.models.graph import PhraseEncoder
 from clinclip.models.io import (CONFIG_NAME, WEIGHTS_NAME, AtomicDirectory, detect_model_kind, load_weights,
                                 read_config_json, save_weights)
 
@@ -231,8 +233,6 @@ class ClinClipModel(nn.Module):
 
     def image_transform(self, train: bool = False, **options):
         """The preprocessing this model expects: uint8 H×W array -> float tensor 3×S×S."""
-        from clinclip.data.transforms import ImageTransform
-
         image = self.config.image
         return ImageTransform(image.image_size, train=train, mean=image.mean, std=image.std,
                               resize_mode=image.resize_mode, **options)
@@ -321,8 +321,6 @@ def _with_image_size(backbone_config: dict[str, Any], image_size: int) -> dict[s
 
 
 def _load_phrase_encoder(config: ModelConfig, local_dir: str | None = None):
-    from clinclip.models.graph import PhraseEncoder
-
     g = config.graph
     source = local_dir or g.phrase_encoder
     model = backbones.load_pretrained_backbone(source, "graph phrase encoder")

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 from PIL import Image
+from tqdm.auto import tqdm
 
 from clinclip.errors import ClinclipError
 from clinclip.observations import OBSERVATIONS
@@ -188,7 +189,6 @@ def generate_phantom(
     workers = min(os.cpu_count() or 1, 8) if workers is None else workers
     labels: dict[int, dict] = {}
     reports: dict[int, str] = {}
-    from tqdm.auto import tqdm
 
     with tqdm(total=len(specs), desc="phantom studies", unit="study", disable=not progress) as bar:
         if workers > 1 and len(jobs) > 1:

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
+from transformers import AutoTokenizer, BertConfig, BertModel
 
 from clinclip.errors import ClinclipError
 from clinclip.observations import OBSERVATIONS
@@ -87,8 +89,6 @@ def infer_bert_config(bert_state: dict, num_attention_heads: int | None = None,
     """A ``BertConfig`` matching the encoder's tensor shapes. The number of attention heads cannot be read
     from shapes: it comes from ``num_attention_heads``, else from ``config_json`` (e.g. the tokenizer
     folder's config.json), else BERT's convention of 64 dimensions per head."""
-    from transformers import BertConfig
-
     word = bert_state["embeddings.word_embeddings.weight"]
     vocab_size, hidden = int(word.shape[0]), int(word.shape[1])
     layers = {int(m.group(1)) for k in bert_state if (m := _LAYER_KEY.match(k))}
@@ -139,9 +139,6 @@ class CheXbertLabeler:
 
     def __init__(self, checkpoint_path: str | Path, tokenizer_dir: str | Path, device: str = "cpu",
                  batch_size: int = 32, num_attention_heads: int | None = None):
-        import torch
-        from transformers import AutoTokenizer, BertModel
-
         checkpoint_path, tokenizer_dir = Path(checkpoint_path), Path(tokenizer_dir)
         if not checkpoint_path.is_file():
             raise ClinclipError(f"CheXbert checkpoint not found: {checkpoint_path}")
@@ -179,8 +176,6 @@ class CheXbertLabeler:
         self.max_tokens = min(MAX_TOKENS, config.max_position_embeddings)
 
     def label(self, texts: Sequence[str]) -> np.ndarray:
-        import torch
-
         texts = [clean_report(t) if isinstance(t, str) else "" for t in texts]
         classes = np.zeros((len(texts), NUM_HEADS), dtype=np.int64)
         # Batches of similar length waste less padding; results go back to input order.

@@ -31,6 +31,7 @@ from typing import Iterable, Sequence
 from clinclip.errors import ClinclipError
 from clinclip.manifest import EMPTY_NODE, ENTITY_TYPES, RELATION_TYPES
 from clinclip.observations import NO_FINDING
+from clinclip.text.rules import find_mentions
 
 ASSERTION_TO_LABEL = {"positive": "OBS-DP", "negative": "OBS-DA", "uncertain": "OBS-U"}
 
@@ -247,8 +248,6 @@ def _sentence_graph(sentence: str, mentions: Sequence) -> _SentenceGraph:
 @functools.lru_cache(maxsize=200_000)
 def sentence_mentions(sentence: str) -> tuple:
     """``rules.find_mentions`` of one sentence, cached (corpora repeat sentences: "No pneumothorax.")."""
-    from clinclip.text.rules import find_mentions
-
     return tuple(find_mentions(sentence))
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
+import pandas as pd
 
 from clinclip.errors import ClinclipError
 from clinclip.observations import NO_FINDING, OBSERVATIONS
@@ -112,8 +113,6 @@ class CsvLabeler:
     name = "csv"
 
     def __init__(self, path: str | Path | None = None, key_column: str = "study_id", frame=None):
-        import pandas as pd
-
         if frame is None:
             if path is None:
                 raise ClinclipError("csv labeler: give the label file (path=...)")

@@ -36,6 +36,7 @@ from typing import Any, Sequence
 
 from clinclip.errors import ClinclipError
 from clinclip.files import write_text_atomic
+from clinclip.text.temporal import remove_temporal
 
 PROMPT_FILES = {"split": "split_sentences.txt", "temporal": "remove_temporal.txt", "remove": "remove_finding.txt"}
 ANSWER_SCHEMA = {
@@ -269,8 +270,6 @@ class LLMTextBackend:
 
     def remove_temporal(self, sentence_lists: Sequence[Sequence[str]]) -> list[list[str]]:
         """Pass (b); falls back to ``clinclip.text.temporal.remove_temporal`` per report."""
-        from clinclip.text.temporal import remove_temporal
-
         answers = self.client.ask_many("temporal", [{"sentences": list(s)} for s in sentence_lists], self.progress)
         out = []
         for sentences, answer in zip(sentence_lists, answers):

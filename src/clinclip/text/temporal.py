@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Sequence
 
 from clinclip.files import read_mapping
+from clinclip.text.rules import scan_spans
 
 
 def _alt(items) -> str:
@@ -212,8 +213,6 @@ def rewrite_sentence(sentence: str) -> str | None:
 
 
 def _has_mention(text: str) -> bool:
-    from clinclip.text.rules import scan_spans  # rules does not import this module: no cycle
-
     return bool(scan_spans(text))
 
 

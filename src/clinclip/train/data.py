@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
+from clinclip.data.images import ImageReadError, load_image
 from clinclip.errors import ClinclipError
 from clinclip.manifest import LABEL_VALUES, SKIP_COLUMN, blank, read_manifest, select_split, skipped
 from clinclip.observations import OBSERVATIONS
@@ -192,8 +193,6 @@ class ManifestDataset(Dataset):
         return len(self.rows)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from clinclip.data.images import ImageReadError, load_image
-
         rows = self.rows
         path = rows.image_paths[index]
         try:

@@ -20,9 +20,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from clinclip.errors import ClinclipError
 from clinclip.files import parse_mapping
+from clinclip.losses import ClinClipLoss
 from clinclip.models import factory
 from clinclip.train.checkpoint import (capture_rng_state, checkpoint_path, load_checkpoint, restore_rng_state,
                                        save_checkpoint)
@@ -199,8 +201,6 @@ class _Trainer:
 
     # ------------------------------------------------------------------ setup
     def run(self) -> TrainResult:
-        from clinclip.losses import ClinClipLoss
-
         cfg, ctx = self.cfg, self.ctx
         start_time = time.perf_counter()
         resume_state = None
@@ -307,8 +307,6 @@ class _Trainer:
 
     # ------------------------------------------------------------------ loop
     def _loop(self, s: "_LoopState") -> None:
-        from tqdm.auto import tqdm
-
         cfg, ctx = self.cfg, self.ctx
         pos = s.position
         collate = TrainCollator.for_model(s.model)
