@@ -87,7 +87,7 @@ def test_graph_parsing_edges_types_and_placeholder():
     bad["entities"]["2"]["label"] = "OBS"
     with pytest.raises(ClinclipError, match="label 'OBS'"):
         parse_graph(bad, types)
-    with pytest.raises(ClinclipError, match="not valid graph JSON"):
+    with pytest.raises(ClinclipError, match="RadGraph JSON is not valid JSON"):
         parse_graph("{", types)
 
 

@@ -238,8 +238,16 @@ def loss_terms(
     components: bool = True,
     exact_kl: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Total loss and, when ``components``, every L_k(P) (unweighted, detached) under ``"P/k"`` and
-    each pair's weighted sum under ``"P"``. Arguments as in :func:`total_loss`.
+    """Total loss (Eq. 10) and, when ``components``, every L_k(P) (unweighted, detached) under ``"P/k"`` and
+    each pair's weighted sum under ``"P"``.
+
+    v, t1, t2, g1, g2: B x D raw (not yet normalised) embeddings of images, reports, hard-negative
+    reports, graphs and hard-negative graphs; t2/g2/c2 None = no hard negatives (B candidates), g1/g2
+    None = no graph (only I-T and T-I). c1, c2: B x 14 clinical vectors as floats (0/1; an all-zero
+    row is allowed). logit_scale: the multiplier itself (already exponentiated). weights: stream ->
+    weight over "i", "t", "c", "g", "s" (0 or absent = off); taus: stream -> threshold for t, c, g.
+    ``pairs`` / ``pair_stream_weights``: the pairs taking part and per-pair stream weights;
+    ``softclip_negatives_only`` / ``softclip_scale``: the SoftCLIP stream's options.
 
     ``exact_kl=False`` leaves out the targets' entropy Σ ŷ log ŷ (a constant for the model): the value
     becomes the cross-entropy, the gradient is unchanged, and the soft streams save a few passes over
@@ -486,26 +494,7 @@ def _softclip_negatives_kl(
     return (neg_entropy - (target * logq).sum()) / n_anchors
 
 
-def total_loss(
-    v: torch.Tensor,
-    t1: torch.Tensor,
-    t2: torch.Tensor | None,
-    g1: torch.Tensor | None,
-    g2: torch.Tensor | None,
-    c1: torch.Tensor | None,
-    c2: torch.Tensor | None,
-    logit_scale: torch.Tensor | float,
-    weights: Mapping[str, float],
-    taus: Mapping[str, float],
-    **options,
-) -> torch.Tensor:
+def total_loss(*inputs, **options) -> torch.Tensor:
     """Eq. 10: Σ over ordered pairs P and streams k of w_k · mean_anchors KL(ŷ_k[row] ‖ softmax(logits)).
-
-    v, t1, t2, g1, g2: B x D raw (not yet normalised) embeddings of images, reports, hard-negative
-    reports, graphs and hard-negative graphs; t2/g2/c2 None = no hard negatives (B candidates), g1/g2
-    None = no graph (only I-T and T-I). c1, c2: B x 14 clinical vectors as floats (0/1; an all-zero
-    row is allowed). logit_scale: the multiplier itself (already exponentiated). weights: stream ->
-    weight over "i", "t", "c", "g", "s" (0 or absent = off); taus: stream -> threshold for t, c, g.
-    Keyword options (see :func:`loss_terms`): ``pairs``, ``pair_stream_weights``,
-    ``softclip_negatives_only``, ``softclip_scale``."""
-    return loss_terms(v, t1, t2, g1, g2, c1, c2, logit_scale, weights, taus, components=False, **options)["loss"]
+    ``loss_terms(*inputs, **options)["loss"]`` without the components (arguments there)."""
+    return loss_terms(*inputs, components=False, **options)["loss"]

@@ -22,7 +22,7 @@ from torch import nn
 from torch_geometric.nn import GCNConv, global_mean_pool
 
 from clinclip.errors import ClinclipError
-from clinclip.files import atomic_path, write_text_atomic
+from clinclip.files import atomic_path, parse_mapping, write_text_atomic
 from clinclip.manifest import EMPTY_ENTITY_TYPE, EMPTY_PHRASE
 
 
@@ -44,10 +44,7 @@ def parse_graph(graph: str | dict[str, Any], allowed_types: Sequence[str], where
     if isinstance(graph, str):
         if not graph.strip():
             raise ClinclipError(f"{where}: empty graph string; expected RadGraph JSON")
-        try:
-            graph = json.loads(graph)
-        except json.JSONDecodeError as err:
-            raise ClinclipError(f"{where}: not valid graph JSON ({err})") from None
+        graph = parse_mapping(graph, where, "RadGraph JSON", as_json=True)
     if not isinstance(graph, dict):
         raise ClinclipError(f"{where}: expected a RadGraph JSON object, got {type(graph).__name__}")
     entities = graph.get("entities")

@@ -75,22 +75,27 @@ class _TooBig(Exception):
     pass
 
 
+def _extend(prefixes: set[str], continuations, n: int, cap: int) -> set[str]:
+    """Each prefix shorter than n followed by each string ``continuations(characters still missing)``
+    gives; prefixes of n characters stay as they are."""
+    out: set[str] = set()
+    for p in prefixes:
+        if len(p) >= n:
+            out.add(p)
+            continue
+        out.update(p + q for q in continuations(n - len(p)))
+        if len(out) > cap:
+            raise _TooBig
+    return out
+
+
 def _expand_seq(items, n: int, cap: int) -> set[str]:
     """Possible first-n-character strings of a parsed sequence; a string shorter than n means the
     sequence can end there. Assertions (\\b, look-arounds) are ignored, so the set may be too large
     (safe: candidates are verified by the real regex) but never too small."""
     results = {""}
     for item in items:
-        nxt: set[str] = set()
-        for p in results:
-            if len(p) >= n:
-                nxt.add(p)
-                continue
-            for q in _expand_item(item, n - len(p), cap):
-                nxt.add(p + q)
-            if len(nxt) > cap:
-                raise _TooBig
-        results = nxt
+        results = _extend(results, lambda m, item=item: _expand_item(item, m, cap), n, cap)
     return results
 
 
@@ -130,16 +135,7 @@ def _expand_item(item, n: int, cap: int) -> set[str]:
                 if r < lo:
                     out |= cur  # all complete: the rest cannot change the first n characters
                 break
-            nxt = set()
-            for p in cur:
-                if len(p) >= n:
-                    nxt.add(p)
-                    continue
-                for q in _expand_seq(sub, n - len(p), cap):
-                    nxt.add(p + q)
-                if len(nxt) > cap:
-                    raise _TooBig
-            cur = nxt
+            cur = _extend(cur, lambda m: _expand_seq(sub, m, cap), n, cap)
         return out
     raise _TooBig  # back-references and other rare nodes: no dispatch
 
