@@ -140,7 +140,7 @@ def test_missing_columns_and_small_split_are_clear_errors(clean_manifest, tmp_pa
 def test_init_from_own_model_and_from_a_hugging_face_clip(clean_manifest, tmp_path):
     from models_helpers import save_tiny_clip
 
-    from clinclip.models import ClinClipModel
+    from clinclip.models import ClinClipModel, load_model
 
     first = run_training(_config("clip", clean_manifest, tmp_path / "first", steps=2))
     # con1 fine-tunes our own model...
@@ -151,7 +151,7 @@ def test_init_from_own_model_and_from_a_hugging_face_clip(clean_manifest, tmp_pa
     clip_dir = save_tiny_clip(tmp_path / "hf-clip", "clip")
     con2 = run_training(_config("con2", clean_manifest, tmp_path / "con2", steps=3, init=str(clip_dir)))
     assert all(math.isfinite(x) for x in _losses(con2))
-    model = ClinClipModel.from_pretrained(con2.model_dir)
+    model = load_model(con2.model_dir)
     assert model.config.family == "hf-clip"
     with pytest.raises(ClinclipError, match="fixes the architecture"):
         run_training(TrainConfig.from_presets("tiny", "con1", small_overrides(
