@@ -20,7 +20,7 @@ from clinclip.data.labels import (
 )
 from clinclip.manifest import BASE_COLUMNS
 from clinclip.observations import OBSERVATIONS
-from data_helpers import gradient, write_csv, write_dicom, write_png
+from data_helpers import gradient, make_mimic, make_rsna, write_csv, write_dicom, write_png
 
 NAN = float("nan")
 
@@ -34,50 +34,6 @@ def skipped(out) -> pd.DataFrame:
 
 
 # --- MIMIC-CXR-JPG ----------------------------------------------------------------------------------
-
-
-def _chexpert_row(subject, study, **values):
-    row = {"subject_id": subject, "study_id": study}
-    row.update({name: values.get(name, NAN) for name in sorted(OBSERVATIONS)})  # alphabetical, as published
-    return row
-
-
-def make_mimic(root, reports_root=None):
-    reports_root = reports_root or root
-    images = [  # dicom_id, subject, study, split, view
-        ("d1", "10000032", "50414267", "train", "PA"),
-        ("d2", "10000032", "50414267", "train", "LATERAL"),
-        ("d3", "10000032", "53189527", "train", "AP"),
-        ("d4", "11000011", "52000001", "validate", "PA"),
-        ("d5", "11000011", "52000002", "test", "PA"),  # its report is missing
-        ("d6", "19999999", "59999999", "test", "PA"),  # listed, image absent
-        ("d7", "19999999", "59999999", "test", ""),  # no ViewPosition
-    ]
-    write_csv(pd.DataFrame([{"dicom_id": d, "study_id": st, "subject_id": su, "split": sp}
-                            for d, su, st, sp, _ in images]), root / "mimic-cxr-2.0.0-split.csv.gz")
-    write_csv(pd.DataFrame([{"dicom_id": d, "subject_id": su, "study_id": st,
-                             "PerformedProcedureStepDescription": "CHEST (PA AND LAT)", "ViewPosition": v or None,
-                             "Rows": 32, "Columns": 32, "StudyDate": 21800506, "StudyTime": 213014.531,
-                             "ProcedureCodeSequence_CodeMeaning": "CHEST (PA AND LAT)",
-                             "ViewCodeSequence_CodeMeaning": "postero-anterior",
-                             "PatientOrientationCodeSequence_CodeMeaning": "Erect"}
-                            for d, su, st, _, v in images]), root / "mimic-cxr-2.0.0-metadata.csv.gz")
-    write_csv(pd.DataFrame([
-        _chexpert_row("10000032", "50414267", **{"No Finding": 1.0}),
-        _chexpert_row("10000032", "53189527", **{"Pleural Effusion": 1.0, "Edema": -1.0, "Pneumothorax": 0.0}),
-        _chexpert_row("11000011", "52000002", **{"Cardiomegaly": 1.0}),
-        # 52000001 has no labels row (as for MIMIC studies without findings/impression)
-    ]), root / "mimic-cxr-2.0.0-chexpert.csv.gz")
-    for d, su, st, _, _ in images:
-        if d != "d6":
-            write_png(root / f"files/p{su[:2]}/p{su}/s{st}/{d}.jpg", gradient())
-    for su, st, text in [("10000032", "50414267", "FINDINGS: Normal chest.\nIMPRESSION: No acute process."),
-                         ("10000032", "53189527", "IMPRESSION: Small left effusion."),
-                         ("11000011", "52000001", "IMPRESSION: Stable."),
-                         ("19999999", "59999999", "IMPRESSION: Clear.")]:
-        path = reports_root / f"files/p{su[:2]}/p{su}/s{st}.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
 
 
 def test_mimic_cxr_row_by_row(tmp_path):
@@ -269,27 +225,6 @@ def test_openi_kaggle_pair_row_by_row(tmp_path):
 
 
 # --- RSNA Pneumonia ---------------------------------------------------------------------------------
-
-
-def make_rsna(root):
-    write_csv(pd.DataFrame([
-        {"patientId": "0004cfab-14fd-4e49-80ba-63a80b6bddd6", "x": None, "y": None, "width": None, "height": None, "Target": 0},
-        {"patientId": "00436515-870c-4b36-a041-de91049b9ab4", "x": 264, "y": 152, "width": 213, "height": 379, "Target": 1},
-        {"patientId": "00436515-870c-4b36-a041-de91049b9ab4", "x": 562, "y": 152, "width": 256, "height": 453, "Target": 1},
-        {"patientId": "003d8fa0-6bf1-40ed-b54c-ac657f8495c5", "x": None, "y": None, "width": None, "height": None, "Target": 0},
-        {"patientId": "00c0b293-48e7-4e16-ac76-9269ba535a62", "x": None, "y": None, "width": None, "height": None, "Target": 0},
-    ]), root / "stage_2_train_labels.csv")
-    write_csv(pd.DataFrame([
-        {"patientId": "0004cfab-14fd-4e49-80ba-63a80b6bddd6", "class": "No Lung Opacity / Not Normal"},
-        {"patientId": "00436515-870c-4b36-a041-de91049b9ab4", "class": "Lung Opacity"},
-        {"patientId": "00436515-870c-4b36-a041-de91049b9ab4", "class": "Lung Opacity"},
-        {"patientId": "003d8fa0-6bf1-40ed-b54c-ac657f8495c5", "class": "Normal"},
-        {"patientId": "00c0b293-48e7-4e16-ac76-9269ba535a62", "class": "Normal"},
-    ]), root / "stage_2_detailed_class_info.csv")
-    views = {"0004cfab-14fd-4e49-80ba-63a80b6bddd6": "PA", "00436515-870c-4b36-a041-de91049b9ab4": "AP",
-             "003d8fa0-6bf1-40ed-b54c-ac657f8495c5": "PA"}  # 00c0b293 has no image
-    for pid, view in views.items():
-        write_dicom(root / "stage_2_train_images" / f"{pid}.dcm", gradient(), view=view, patient_id=pid)
 
 
 def test_rsna_pneumonia_row_by_row(tmp_path):

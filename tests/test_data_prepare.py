@@ -14,8 +14,7 @@ from clinclip.data.images import resize_shorter_side
 from clinclip.data.manifest import patient_split
 from clinclip.data.prepare_images import prepare_images, target_path
 from clinclip.errors import ClinclipError
-from data_helpers import gradient, write_csv, write_dicom
-from test_data_adapters import make_mimic, make_rsna
+from data_helpers import gradient, make_mimic, make_rsna, write_csv, write_dicom
 
 runner = CliRunner()
 
