@@ -46,7 +46,8 @@ def prepared_manifest(tmp_path) -> str:
         row.update(labels)
         row.update({"image_path": f"images/im{i}.png", "image_id": f"im{i}", "study_id": f"s{i}",
                     "patient_id": f"p{i}", "split": "test" if i < 6 else "train", "view": "PA",
-                    "report": " ".join(sentences), "sentences": sentences, "text": " ".join(sentences)})
+                    "report": " ".join(sentences), "sentences": sentences, "text": " ".join(sentences),
+                    "text_negated": " ".join(["No " + sentences[0].lower(), *sentences[1:]])})
         rows.append(row)
     path = tmp_path / "prepared.parquet"
     pd.DataFrame(rows).to_parquet(path)
@@ -102,10 +103,17 @@ def test_eval_tasks_align_and_report_end_to_end(tiny_model, prepared_manifest, t
     assert list(data) == ["mimic"] and len(data["mimic"]) == 4  # the 4 abnormal test studies
     for entry in data["mimic"].values():
         assert set(entry) == {"report", "negation", "omitted", "chosen", "inserted"}
-    run("eval", "cxr-align", "--model", tiny_model, "--benchmark", bench, "--data", prepared_manifest,
-        "--cache-dir", cache, "--out", out / "align.json")
+    printed = run("eval", "cxr-align", "--model", tiny_model, "--benchmark", bench, "--data", prepared_manifest,
+                  "--train-manifest", prepared_manifest, "--cache-dir", cache, "--out", out / "align.json").output
     align = json.loads((out / "align.json").read_text())
     assert align["metrics"]["n"] == 4 and 0.0 <= align["metrics"]["A"] <= 1.0
+    # the shortcut controls beside A and B: every test study is PA, and each chosen entity is negative in
+    # some other test study, so every triplet has a same-view swap partner
+    for key in ("cxr_align_a_blind", "cxr_align_b_blind", "text_longer_a", "text_bag_of_words_a"):
+        assert 0.0 <= align["metrics"][key] <= 1.0
+    assert align["metrics"]["swap_n"] == 4 and align["metrics"]["swap_view_fallback"] == 0
+    assert -1.0 <= align["metrics"]["swap_delta_a"] <= 1.0
+    assert "bag-of-words A" in printed and "swap ΔA" in printed
 
     run("eval", "analyses", "--model", tiny_model, "--data", prepared_manifest, "--benchmark", bench,
         "--ig-steps", "4", "--cache-dir", cache, "--out", out / "analyses.json")
@@ -118,6 +126,7 @@ def test_eval_tasks_align_and_report_end_to_end(tiny_model, prepared_manifest, t
     run("report", *sorted(out.glob("*.json")), "--out", report)
     page = report.read_text()
     assert "Table 6" in page and "tiny" in page
+    assert "CXR-Align shortcut controls" in page and "tiny (MIMIC)" in page
 
 
 def test_eval_reports_bad_input_clearly(tiny_model, prepared_manifest, tmp_path):

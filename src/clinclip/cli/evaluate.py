@@ -168,14 +168,32 @@ def cxr_align_cmd(model: str = MODEL,
                   data: str = typer.Option(..., "--data", help="Manifest mapping image_id to image_path."),
                   out: str = OUT, split: str = typer.Option("all", "--split",
                                                             help="Manifest rows to search for image ids."),
+                  swap_split: str = typer.Option("test", "--swap-split",
+                                                 help="Split of --data whose studies give the swap control's "
+                                                      "images ('all': every row; used whole when the "
+                                                      "manifest has no split column)."),
+                  train_manifest: Optional[str] = typer.Option(
+                      None, "--train-manifest", help="Prepared manifest whose train split (text vs "
+                                                     "text_negated) trains the bag-of-words baseline "
+                                                     "[default: baseline not computed]."),
+                  seed: int = typer.Option(0, help="Seed of the swap control's draw."),
                   cache_dir: Optional[str] = CACHE, batch_size: int = BATCH, device: Optional[str] = DEVICE,
                   name: Optional[str] = NAME) -> None:
-    """CXR-Align (paper Table 6): task A (r vs r^n) and task B (r vs r^r) accuracy."""
-    from clinclip.evaluate.cxr_align import read_benchmark, score_benchmark
+    """CXR-Align (paper Table 6): task A (r vs r^n) and task B (r vs r^r) accuracy, beside the shortcut
+    controls (image-blind A/B, swap control, longer-text and bag-of-words baselines)."""
+    from clinclip.evaluate.cxr_align import read_benchmark, score_benchmark, text_classifier_from_manifest
+    from clinclip.evaluate.data import drop_skipped, read_manifest, select_split
 
     bench = read_benchmark(benchmark)
-    frame, _ = _frame(data, split)
-    result = score_benchmark(_store(model, cache_dir, batch_size, device), bench, frame, data, benchmark)
+    full = read_manifest(data)
+    frame, _ = drop_skipped(select_split(full, split, data))
+    swap_rows = select_split(full, swap_split if "split" in full.columns else "all", data)
+    swap_frame, _ = drop_skipped(swap_rows)
+    classifier = text_classifier_from_manifest(train_manifest, seed=seed) if train_manifest else None
+    result = score_benchmark(_store(model, cache_dir, batch_size, device), bench, frame, data, benchmark,
+                             swap_frame=swap_frame, text_classifier=classifier, seed=seed)
+    if "split" not in full.columns:
+        result["notes"].append(f"swap control: {data} has no split column; partners drawn from every row")
     _finish(result, model, data, split, out, name)
 
 

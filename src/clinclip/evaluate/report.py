@@ -146,6 +146,25 @@ def _align_table(results: dict[str, dict], models: list[str]) -> str:
     return _table(header, body)
 
 
+SHORTCUT_COLUMNS = ("model", "image-blind", "swap Δ", "longer text", "bag of words")
+SHORTCUT_KEYS = {"A": ("A", "cxr_align_a_blind", "swap_delta_a", "text_longer_a", "text_bag_of_words_a"),
+                 "B": ("B", "cxr_align_b_blind", "swap_delta_b", "text_longer_b", "text_bag_of_words_b")}
+
+
+def _shortcut_table(results: dict[str, dict]) -> str:
+    """One row per (model, CXR-Align source): A and B beside what the image-blind model, the swapped
+    images and the two text-only baselines get."""
+    body = []
+    for r in _by_task(results, "cxr-align"):
+        for source, vals in (r.get("per_source") or {}).items():
+            label = f"{r.get('model_name', 'model')} ({ALIGN_SOURCES.get(source.lower(), source)})"
+            body.append((label, [vals.get(key) for keys in SHORTCUT_KEYS.values() for key in keys]))
+    width = len(SHORTCUT_COLUMNS)
+    header = [[("Task A (r vs r^n)", width), ("Task B (r vs r^r)", width)],
+              [(name, 1) for _ in SHORTCUT_KEYS for name in SHORTCUT_COLUMNS]]
+    return _table(header, body or [("(no CXR-Align result)", [None] * 2 * width)])
+
+
 def _negation_table(results: dict[str, dict], models: list[str]) -> str:
     rs = _by_task(results, "negation-retrieval")
     if not rs:
@@ -224,6 +243,12 @@ def render_report(results: dict[str, dict], out_html: str | Path,
         ("Table 6 — CXR-Align", _align_table(results, models),
          "A: original report r preferred over its negated version r^n; B: r preferred over r^r (the "
          "chosen entity's sentences removed)."),
+        ("CXR-Align shortcut controls", _shortcut_table(results),
+         "How much of A and B needs the image. image-blind: every image replaced by the mean image embedding; "
+         "swap Δ: A (B) minus the same on the image of another study in which the chosen entity is negative "
+         "(same view where possible), 0 for a model that ignores the image; longer text: the longer report "
+         "wins; bag of words: a text-only classifier trained on the train split's r vs r^n. '–': not "
+         "computed (see the details below)."),
         ("Negation retrieval", _negation_table(results, models),
          "Precision@k of the prompts 'X' and 'no X' (mean over findings) and their gap."),
     ]
