@@ -47,6 +47,21 @@ def test_target_ranks_and_recall_on_a_fixed_table():
     assert metrics.target_ranks(np.array([[0.7, 0.7]]), np.array([0]))[0] == 2
 
 
+def test_target_ranks_count_a_candidate_of_the_targets_group_as_the_target():
+    # candidates 0 and 2 share a text (group 7): query 0's target 0 scores 0.1, but its twin 2 scores 0.8,
+    # beaten only by candidate 1 (0.9): rank 2 (it was 3 without groups); query 1's twin ties candidate 1,
+    # pessimistic: rank 2; the twin of a target does not count against it (query 2: rank 1)
+    sim = np.array([[0.1, 0.9, 0.8, 0.2],
+                    [0.3, 0.5, 0.5, 0.1],
+                    [0.9, 0.1, 0.9, 0.3]])
+    groups = np.array([7, 1, 7, 2])
+    assert metrics.target_ranks(sim, np.array([0, 0, 2])).tolist() == [4, 3, 2]
+    assert metrics.target_ranks(sim, np.array([0, 0, 2]), groups).tolist() == [2, 2, 1]
+    # a singleton group ranks as without groups
+    assert metrics.target_ranks(sim, np.array([3, 3, 3]), groups).tolist() == \
+        metrics.target_ranks(sim, np.array([3, 3, 3])).tolist()
+
+
 def test_label_prf_micro_and_example_based():
     true = np.array([[1, 1, 0], [0, 0, 0]])
     pred = np.array([[1, 0, 1], [0, 0, 0]])

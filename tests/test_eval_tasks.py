@@ -127,6 +127,24 @@ def test_report_retrieval_ranks_labels_and_dedup(tmp_path):
     assert result["pool"] == {"images": 4, "reports": 4, "unique_reports": 3}
 
 
+def test_report_retrieval_counts_a_report_with_the_true_text_as_a_hit(tmp_path):
+    # studies s1 and s6 share the text "twin" and the image A; four other studies have image B and texts
+    # closer to A than "twin" is (0.91-0.99 vs 0.8). For A, the four others come first and the two twins
+    # tie: own report rank 6 under pessimistic ties (a miss at 5), but rank 5 when the twin with the same
+    # text counts as the own report. For B, "twin" scores 0 and the others 0.41, 0.32, 0.22, 0.11: ranks
+    # 1-4. top-5 = 6/6 (it was 4/6 when duplicates counted against the true report).
+    others = {f"other {k}": unit(0.9, b, 0) for k, b in enumerate((0.4, 0.3, 0.2, 0.1))}
+    rows = [{"pixel": 10, "study": "s1", "text": "twin"}]
+    rows += [{"pixel": 20, "study": f"o{k}", "text": t} for k, t in enumerate(others)]
+    rows += [{"pixel": 10, "study": "s6", "text": "twin"}]
+    data = manifest(tmp_path, rows)
+    result = report_retrieval(store({"twin": unit(0.8, 0, 0.6), **others}), frame_of(data), data,
+                              labeler="manifest")
+    assert result["pool"] == {"images": 6, "reports": 6, "unique_reports": 5}
+    assert result["metrics"]["top5"] == pytest.approx(1.0)
+    assert result["metrics"]["R@5"] == pytest.approx(1.0)  # de-duplicated: the twins are one candidate
+
+
 def test_normal_detection_counts_a_smaller_pool(tmp_path):
     data = manifest(tmp_path, [
         {"pixel": 20, "text": "normal one", "No Finding": 1},   # own sim 1.0 > best abnormal 0.8: right

@@ -1,6 +1,7 @@
 """ClinClipModel: forward contract, graph featurisation, phrase cache, gradients, save/load, errors."""
 
 import json
+import math
 import pickle
 
 import pytest
@@ -66,11 +67,30 @@ def test_every_trainable_parameter_gets_a_gradient(model):
     assert not any(n.startswith("graph_encoder.phrase") for n, _ in model.named_parameters())
 
 
-def test_logit_scale_is_clamped(model):
-    with torch.no_grad():
-        model.logit_scale.fill_(10.0)
+def test_logit_scale_gets_a_gradient_below_the_cap_and_the_parameter_never_exceeds_it(model):
+    cap = math.log(model.config.logit_scale_max)
+    start = model.logit_scale.detach().clone()
+    optimizer = torch.optim.SGD([model.logit_scale], lr=1.0)
+    try:
+        values = []
+        for _ in range(5):  # a loss that wants an ever larger scale
+            optimizer.zero_grad()
+            (-model.current_logit_scale()).backward()
+            if model.logit_scale.item() < cap:
+                assert model.logit_scale.grad.item() < 0  # the gradient flows below the cap
+            optimizer.step()
+            model.clamp_logit_scale_()
+            values.append(model.logit_scale.item())
+        assert all(v <= cap + 1e-6 for v in values) and values[-1] == pytest.approx(cap)  # float32 parameter
         assert model.current_logit_scale().item() == pytest.approx(100.0)
-        model.logit_scale.fill_(torch.log(torch.tensor(1 / 0.07)).item())
+        with torch.no_grad():
+            model.logit_scale.fill_(-1.0)
+        model.clamp_logit_scale_()
+        assert model.logit_scale.item() == 0.0  # the multiplier never drops below 1
+    finally:
+        with torch.no_grad():
+            model.logit_scale.copy_(start)
+        model.logit_scale.grad = None
 
 
 def test_graph_parsing_edges_types_and_placeholder():

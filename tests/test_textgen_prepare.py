@@ -175,3 +175,46 @@ def test_prepare_with_the_llm_backend(tmp_path):
     assert summary["llm: split: invalid answer, rules used"] == 1
     assert "edema" in out["text"][2].lower()  # the rules splitter took over for the invalid answer
     assert out["negated_entity"][0] == "Cardiomegaly" and out["text_removed"][0] == "No pneumothorax."
+
+
+SINGLE_FINDING = ["Small left pleural effusion.", "Mild cardiomegaly.", "Right lower lobe consolidation.",
+                  "Small right pneumothorax.", "Mild pulmonary edema.", "Large left pleural effusion.",
+                  "Moderate cardiomegaly.", "Left lower lobe consolidation.", "Large right pneumothorax.",
+                  "Moderate pulmonary edema.", "Small right pleural effusion.", "Severe cardiomegaly."]
+NORMAL = ["No acute cardiopulmonary process.", "The lungs are clear.", "Heart size is normal. The lungs are clear.",
+          "No pneumothorax. No pleural effusion.", "Normal chest radiograph.", "Lungs are clear bilaterally."]
+
+
+def _held_out_texts_in_training_negatives(out: pd.DataFrame) -> set[str]:
+    split = out["split"] if "split" in out.columns else pd.Series("train", index=out.index)
+    held_out = set(out.loc[split != "train", "text"])
+    return held_out & set(out.loc[split == "train", "text_negated"].dropna())
+
+
+def test_normal_report_pool_holds_train_reports_only():
+    # 8 of the 12 single-finding reports are validate/test, 4 train; 30 normal train reports draw an r^n
+    # from the pool: drawn over every split, some would be held-out texts (and without a split column
+    # they are: the pool then is every row, as documented).
+    splits = ["test", "test", "test", "validate", "validate", "validate", "train", "train", "train", "test",
+              "validate", "train"]
+    rows = [{"report": f"FINDINGS: {t}", "split": s} for t, s in zip(SINGLE_FINDING, splits)]
+    rows += [{"report": f"FINDINGS: {t}", "split": "train"} for t in NORMAL] * 5
+    frame = pd.DataFrame(rows)
+    out = prepare_corpus(frame, progress=False)
+    pooled = out[out["negation_position"] == "pool"]
+    assert len(pooled) == 30 and pooled["text_negated"].notna().all()
+    train_single = {t for t, s in zip(SINGLE_FINDING, splits) if s == "train"}
+    assert set(pooled["text_negated"]) <= train_single
+    assert not _held_out_texts_in_training_negatives(out)
+    one_corpus = prepare_corpus(frame.drop(columns="split"), progress=False)
+    assert set(one_corpus.loc[one_corpus["negation_position"] == "pool", "text_negated"]) - train_single
+
+
+def test_no_held_out_report_text_in_any_training_negative_of_real_reports(iu):
+    # real IU X-ray reports, split at random 60/20/20
+    split = np.random.default_rng(0).choice(["train", "validate", "test"], size=len(iu), p=[0.6, 0.2, 0.2])
+    out = prepare_corpus(iu.assign(split=split), progress=False)
+    assert (out["negation_position"] == "pool").sum() > 10  # normal reports drew from the pool
+    train_texts = set(out.loc[out["split"] == "train", "text"])
+    # a held-out text that is not also some train report's text never appears as a training r^n
+    assert not _held_out_texts_in_training_negatives(out) - train_texts

@@ -159,3 +159,20 @@ def test_init_from_own_model_and_from_a_hugging_face_clip(clean_manifest, tmp_pa
     # a graph variant cannot start from CLIP towers
     with pytest.raises(ClinclipError, match="no graph encoder"):
         run_training(_config("clip-g", clean_manifest, tmp_path / "g", init=str(clip_dir)))
+
+
+def test_training_clamps_logit_scale_in_place_after_each_step(clean_manifest, tmp_path):
+    # a starting model whose logit_scale parameter is above its cap (log 200 > log 100): the first forward
+    # uses 200, the clamp after the first optimiser step brings the parameter to the cap, and it stays there
+    from clinclip.models import ClinClipModel
+
+    config = _config("clip", clean_manifest, tmp_path / "unused")
+    start = ClinClipModel.from_config(config.model_config())
+    with torch.no_grad():
+        start.logit_scale.fill_(math.log(200.0))
+    start.save_pretrained(tmp_path / "start")
+    result = run_training(_config("clip", clean_manifest, tmp_path / "run", steps=2, init=str(tmp_path / "start")))
+    scales = [row["logit_scale"] for row in result.history]
+    assert scales[0] == pytest.approx(200.0, rel=1e-5)
+    assert all(s <= 100.0 * (1 + 1e-6) for s in scales[1:])
+    assert ClinClipModel.from_pretrained(result.model_dir).logit_scale.item() <= math.log(100.0) + 1e-6

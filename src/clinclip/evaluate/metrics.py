@@ -64,15 +64,22 @@ def multiclass_accuracy(y_true: np.ndarray, y_pred: np.ndarray, class_names: lis
     return MulticlassAccuracy(per_class, macro, micro, int(len(y_true)))
 
 
-def target_ranks(similarity: np.ndarray, target: np.ndarray) -> np.ndarray:
+def target_ranks(similarity: np.ndarray, target: np.ndarray,
+                 candidate_groups: np.ndarray | None = None) -> np.ndarray:
     """1-based rank of each query's target column in its row of ``similarity`` (Q x C), highest first.
     Ties are broken pessimistically (a candidate with the same score as the target ranks before it),
-    so a model that scores everything alike does not get credit."""
+    so a model that scores everything alike does not get credit. ``candidate_groups`` (C,): candidates
+    of the target's group count as the target (e.g. reports with the same text as the true one): the
+    rank is that of the best of them, and the others do not count against it."""
     sim = np.asarray(similarity, dtype=np.float32)
     target = np.asarray(target, dtype=np.int64)
-    target_scores = sim[np.arange(len(sim)), target][:, None]
-    better_or_equal = (sim >= target_scores).sum(axis=1)  # includes the target itself
-    return better_or_equal.astype(np.int64)
+    if candidate_groups is None:
+        target_scores = sim[np.arange(len(sim)), target][:, None]
+        return (sim >= target_scores).sum(axis=1).astype(np.int64)  # includes the target itself
+    groups = np.asarray(candidate_groups)
+    same = groups[None, :] == groups[target][:, None]
+    best = np.where(same, sim, -np.inf).max(axis=1, keepdims=True)
+    return (1 + ((sim >= best) & ~same).sum(axis=1)).astype(np.int64)
 
 
 def recall_at_k(ranks: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:

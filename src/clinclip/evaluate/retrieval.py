@@ -1,9 +1,10 @@
 """Report retrieval (paper Table 5) and normal case detection (Table 3).
 
 Report retrieval, image -> report over the test pool. The pool holds one report per study (images of
-one study share it). Reported: top-5 accuracy (the image's own report among the 5 most similar) and
-P/R/F1 of the 14 labels of the top-1 report against those of the true report (positive = 1; micro
-average over all image x label pairs, and example-based means), the labels coming from the configured
+one study share it). Reported: top-5 accuracy (the image's own report, or one with the same text, among
+the 5 most similar) and P/R/F1 of the 14 labels of the top-1 report against those of the true report
+(positive = 1; micro average over all image x label pairs, and example-based means), the labels coming
+from the configured
 labeler backend (``rules``, ``chexbert``, ...) or from the manifest columns (``manifest``). Also, over
 the DE-DUPLICATED report texts (templated normal reports are often identical), R@1/5/10, mean and
 median rank.
@@ -29,14 +30,15 @@ from clinclip.text.labeler import get_labeler
 
 
 def ranks_and_top1(queries: np.ndarray, candidates: np.ndarray, target: np.ndarray,
-                   chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Rank of each query's target candidate (1-based, pessimistic ties) and the top-1 candidate index,
-    computed in chunks of queries so 10k x 10k never holds more than ``chunk`` rows of scores."""
+                   candidate_groups: np.ndarray | None = None, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Rank of each query's target candidate (1-based, pessimistic ties; a candidate of the target's
+    ``candidate_groups`` counts as the target) and the top-1 candidate index, computed in chunks of
+    queries so 10k x 10k never holds more than ``chunk`` rows of scores."""
     ranks = np.empty(len(queries), dtype=np.int64)
     top1 = np.empty(len(queries), dtype=np.int64)
     for start in range(0, len(queries), chunk):
         sim = metrics.cosine_similarity(queries[start:start + chunk], candidates)
-        ranks[start:start + chunk] = metrics.target_ranks(sim, target[start:start + chunk])
+        ranks[start:start + chunk] = metrics.target_ranks(sim, target[start:start + chunk], candidate_groups)
         top1[start:start + chunk] = sim.argmax(axis=1)
     return ranks, top1
 
@@ -84,14 +86,16 @@ def report_retrieval(store, frame: pd.DataFrame, manifest: str | Path = "manifes
     skipped.update(fail)
     img, target = img[ok], target[ok]
     reports = store.text_embeddings(pool_texts, desc="encoding reports")
-    ranks, top1 = ranks_and_top1(img, reports, target)
+    unique_texts = list(dict.fromkeys(pool_texts))
+    unique_index = {t: i for i, t in enumerate(unique_texts)}
+    # top-k: a report with the same text as the true one is a hit (templated reports repeat verbatim)
+    text_group = np.array([unique_index[t] for t in pool_texts], dtype=np.int64)
+    ranks, top1 = ranks_and_top1(img, reports, target, text_group)
 
     labels = report_labels(pool_texts, pool, labeler, manifest) == 1.0
     prf = metrics.label_prf(labels[target], labels[top1])
 
     # De-duplicated texts: identical reports are one candidate.
-    unique_texts = list(dict.fromkeys(pool_texts))
-    unique_index = {t: i for i, t in enumerate(unique_texts)}
     target_u = np.array([unique_index[pool_texts[t]] for t in target], dtype=np.int64)
     unique_embeds = store.text_embeddings(unique_texts, desc="encoding unique reports")
     ranks_u, _ = ranks_and_top1(img, unique_embeds, target_u)

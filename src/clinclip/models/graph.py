@@ -2,8 +2,8 @@
 
 Node features are the *frozen* phrase encoder's embedding of the entity's words (L2-normalised; computed once
 per distinct phrase and kept in an in-memory table, optionally mirrored on disk) plus a learned embedding of
-the entity type (ANAT-DP, OBS-DP, OBS-U, OBS-DA, EMPTY). Relations become undirected edges; the GCN layers
-add self loops. A graph with no entity is one placeholder node ``"no entity"`` of type EMPTY.
+the entity type (ANAT-DP, OBS-DP, OBS-U, OBS-DA, EMPTY). Relations become undirected edges and their types
+(modify, located_at, suggestive_of) are dropped: the GCN is not relational; the GCN layers add self loops. A graph with no entity is one placeholder node ``"no entity"`` of type EMPTY.
 """
 
 from __future__ import annotations

@@ -175,7 +175,16 @@ class ClinClipModel(nn.Module):
         return self.graph_encoder(graphs)
 
     def current_logit_scale(self) -> torch.Tensor:
-        return self.logit_scale.exp().clamp(max=self.config.logit_scale_max)
+        """exp of the ``logit_scale`` parameter. The cap is kept on the parameter itself
+        (``clamp_logit_scale_`` after each optimiser step), so the gradient reaches it at any value."""
+        return self.logit_scale.exp()
+
+    @torch.no_grad()
+    def clamp_logit_scale_(self) -> None:
+        """Clamp the ``logit_scale`` parameter in place to [0, log(logit_scale_max)], as open_clip does
+        after each optimiser step: a multiplier between 1 (or the initial one, when below 1) and the cap."""
+        low = min(0.0, math.log(self.config.logit_scale_init))
+        self.logit_scale.clamp_(low, math.log(self.config.logit_scale_max))
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:

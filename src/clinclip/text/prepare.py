@@ -266,11 +266,14 @@ def prepare_corpus_with_summary(frame: pd.DataFrame, opts: PrepareOptions) -> tu
             continue
         labels[i] = given_labels[i] if given_labels is not None else distinct_labels[k]
 
-    # 3. Hard negatives and graphs, per row; normal reports draw from the single-finding pool.
+    # 3. Hard negatives and graphs, per row; normal reports draw from the single-finding pool, which holds
+    # train-split reports only, so a validate or test report never reaches training (here as an r^n).
+    in_training = training_rows(frame)
     from clinclip.text.hardneg import HardNegativePool
 
     kept_rows = [i for i in range(n) if skip[i] is None]
-    pool = HardNegativePool.from_reports([sentences[i] for i in kept_rows], labels[kept_rows])
+    pool_rows = [i for i in kept_rows if in_training[i]]
+    pool = HardNegativePool.from_reports([sentences[i] for i in pool_rows], labels[pool_rows])
     summary["event: single-finding pool size"] = len(pool)
     state["pool"] = pool
     hn_chunks = [(rows, [sentences[i] for i in rows], labels[rows]) for rows in _chunks(kept_rows, opts.chunk_size)]
@@ -319,6 +322,14 @@ def prepare_corpus_with_summary(frame: pd.DataFrame, opts: PrepareOptions) -> tu
         if reason is not None:
             summary[f"skipped: {reason.split(':')[0]}"] += 1
     return out, summary
+
+
+def training_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Rows that may feed training text: those whose ``split`` is train ("training" too); every row when
+    the frame has no ``split`` column (it is then one training corpus)."""
+    if "split" not in frame.columns:
+        return np.ones(len(frame), dtype=bool)
+    return frame["split"].astype(str).str.strip().str.lower().isin(("train", "training")).to_numpy()
 
 
 def _llm_text_stage(reports: list[str], backend) -> list[tuple[str, str, list[str]]]:

@@ -389,6 +389,7 @@ class _Trainer:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(s.model.parameters(), cfg.grad_clip))
         lr = s.scheduler.get_last_lr()[0]
         s.optimizer.step()
+        s.model.clamp_logit_scale_()
         s.scheduler.step()
         components = {k: float(v) for k, v in losses.items()
                       if k not in ("loss", "logit_scale", "global_batch") and torch.is_tensor(v) and v.numel() == 1}
