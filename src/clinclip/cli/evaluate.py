@@ -182,7 +182,7 @@ def cxr_align_cmd(model: str = MODEL,
     """CXR-Align (paper Table 6): task A (r vs r^n) and task B (r vs r^r) accuracy, beside the shortcut
     controls (image-blind A/B, swap control, longer-text and bag-of-words baselines)."""
     from clinclip.evaluate.cxr_align import read_benchmark, score_benchmark, text_classifier_from_manifest
-    from clinclip.evaluate.data import drop_skipped, read_manifest, select_split
+    from clinclip.manifest import drop_skipped, read_manifest, select_split
 
     bench = read_benchmark(benchmark)
     full = read_manifest(data)

@@ -208,8 +208,7 @@ class AlignTriplets:
                        ) -> tuple["AlignTriplets", Counter]:
         """The triplets whose image id is in ``frame`` (``image_id``, ``image_path``; ``study_id`` and
         ``view`` when present), and the count of those that are not, by source."""
-        rows = frame.drop_duplicates("image_id").set_index(frame.drop_duplicates("image_id")["image_id"]
-                                                           .astype(str))
+        rows = frame.assign(image_id=frame["image_id"].astype(str)).drop_duplicates("image_id").set_index("image_id")
         studies = rows["study_id"].astype(str) if "study_id" in rows.columns else rows.index.to_series()
         views = rows["view"].fillna("").astype(str) if "view" in rows.columns else pd.Series("", index=rows.index)
         skipped: Counter = Counter()
@@ -250,7 +249,7 @@ def text_classifier_from_manifest(path: str | Path, seed: int = 0):
     """The bag-of-words baseline fitted on the train split of a prepared manifest: ``text`` (r) against
     ``text_negated`` (r^n) of the rows that have one. Only train rows are used, so the manifest must
     have a ``split`` column."""
-    from clinclip.evaluate.data import drop_skipped, read_manifest, select_split
+    from clinclip.manifest import drop_skipped, read_manifest, select_split
 
     frame = read_manifest(path)
     for column in ("split", "text", "text_negated"):
