@@ -28,7 +28,7 @@ def triplets_of(chosen, views=None, studies=None, reports=None, negations=None, 
     return AlignTriplets(source=col(None, "mimic"), image_id=col([f"i{k}" for k in range(n)], ""),
                          image_path=col(None, ""), study_id=col(studies, "s"), view=col(views, "PA"),
                          report=col(reports, "r"), negation=col(negations, "n"), omitted=col(omitted, "o"),
-                         chosen=col(chosen, "Edema"))
+                         chosen=col(chosen, "Edema"), counterfactual_image=col(None, ""))
 
 
 def labels_of(*rows: dict) -> np.ndarray:
