@@ -76,7 +76,7 @@ def draw_swap_partners(chosen: Sequence[str], views: Sequence[str], studies: Seq
     own_row = own.reindex(studies).fillna(NO_PARTNER).to_numpy(dtype=np.int64)
     column = {name: i for i, name in enumerate(OBSERVATIONS)}
     groups = pd.DataFrame({"entity": chosen, "view": views}).groupby(["entity", "view"], sort=True).indices
-    for (entity, view), members in groups.items():
+    for (entity, view), members in sorted(groups.items()):
         if entity not in column:
             continue
         candidates = negative[:, column[entity]]
