@@ -33,6 +33,7 @@ from clinclip.errors import ClinclipError
 from clinclip.evaluate.counterfactual import counterfactual_scores
 from clinclip.evaluate.shortcuts import SwapPool, control_decisions, fit_bag_of_words, summarise_controls
 from clinclip.files import read_mapping, write_text_atomic
+from clinclip.manifest import drop_skipped, read_manifest, select_split
 from clinclip.observations import OBSERVATIONS
 from clinclip.text.hardneg import is_normal, make_hard_negatives
 from clinclip.text.labeler import get_labeler
@@ -249,8 +250,6 @@ def text_classifier_from_manifest(path: str | Path, seed: int = 0):
     """The bag-of-words baseline fitted on the train split of a prepared manifest: ``text`` (r) against
     ``text_negated`` (r^n) of the rows that have one. Only train rows are used, so the manifest must
     have a ``split`` column."""
-    from clinclip.manifest import drop_skipped, read_manifest, select_split
-
     frame = read_manifest(path)
     for column in ("split", "text", "text_negated"):
         if column not in frame.columns:

@@ -25,9 +25,12 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
 from clinclip.evaluate.metrics import pairwise_preference
-from clinclip.observations import OBSERVATIONS, POSITIVE, UNCERTAIN
+from clinclip.observations import LABEL_POSITIVE, LABEL_UNCERTAIN, OBSERVATIONS
 
 if TYPE_CHECKING:  # only a type: cxr_align imports this module
     from clinclip.evaluate.cxr_align import AlignTriplets
@@ -71,7 +74,7 @@ def draw_swap_partners(chosen: Sequence[str], views: Sequence[str], studies: Seq
     studies = np.asarray(studies, dtype=object).astype(str)
     partner = np.full(len(chosen), NO_PARTNER, dtype=np.int64)
     fallback = np.zeros(len(chosen), dtype=bool)
-    negative = ~np.isin(pool.labels, (POSITIVE, UNCERTAIN))  # NaN (not mentioned) counts as negative
+    negative = ~np.isin(pool.labels, (LABEL_POSITIVE, LABEL_UNCERTAIN))  # NaN (not mentioned) counts as negative
     own = pd.Series(np.arange(len(pool.studies))).groupby(pool.studies).first()
     own_row = own.reindex(studies).fillna(NO_PARTNER).to_numpy(dtype=np.int64)
     column = {name: i for i, name in enumerate(OBSERVATIONS)}
@@ -116,10 +119,6 @@ def longer_text_wins(right_texts: Sequence[str], wrong_texts: Sequence[str]) -> 
 def fit_bag_of_words(originals: Sequence[str], negated: Sequence[str], seed: int = 0):
     """A text-only classifier of "original report" (1) vs "hard negative r^n" (0): word and word-pair
     counts and a logistic regression (scikit-learn). Train it on the train split only."""
-    from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
     texts = [str(t) for t in originals] + [str(t) for t in negated]
     target = np.r_[np.ones(len(originals), dtype=int), np.zeros(len(negated), dtype=int)]
     model = make_pipeline(CountVectorizer(ngram_range=(1, 2)),
