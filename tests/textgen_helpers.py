@@ -1,4 +1,4 @@
-"""Helpers for the text-generation tests (tests/test_textgen_*.py)."""
+"""Helpers for the text-generation tests (tests/text/)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Embeddings handed in here are L2-normalised rows, so a dot product is the cosine similarity. Nothing in
 this file touches a model or a file: each function is tested on small hand-made tables whose answer is
-known (tests/test_eval_metrics.py).
+known (tests/evaluate/test_metrics.py).
 """
 
 from __future__ import annotations
