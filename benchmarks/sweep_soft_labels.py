@@ -7,12 +7,12 @@ stream weights w_t, w_c, w_g (SPEC section 4: the paper publishes none of them; 
 Each grid point (the Cartesian product of the ``--grid`` axes) trains the ``tiny`` model with the
 ``clip-ng-dtcg`` variant and the point's loss overrides (the keys of ``loss.taus.c=0.3`` on the
 ``clinclip train`` command line) for ``--steps`` steps, under the demo's training settings, then
-evaluates it on the test split: CXR-Align A and B, mean zero-shot AUC (default prompts) and the
+evaluates it on the validate split (--split; test only for a chosen setting): CXR-Align A and B, mean zero-shot AUC (default prompts) and the
 adversarial accuracy. Same data, same seed, same steps for every point.
 
 Without ``--manifest`` a phantom collection of ``--n`` studies is generated and prepared exactly as
 ``clinclip demo`` does (phantom → real mimic-cxr adapter → real report pipeline). With ``--manifest`` the
-prepared manifest must have a test split; images are resolved as training resolves them.
+prepared manifest must have the chosen split; images are resolved as training resolves them.
 
 Prints a table and writes ``sweep.csv`` and ``sweep.json`` into ``--out``. The numbers of short runs
 on phantom data are noisy: compare points against each other, not with the paper.
@@ -75,7 +75,7 @@ def write_point_config(point: dict[str, float], path: Path) -> Path:
 
 def prepare_phantom(out: Path, demo_cfg, console) -> Path:
     """Phantom → mimic-cxr adapter → report pipeline, with the demo's own stages."""
-    from clinclip.phantom import demo
+    from clinclip.apps import demo
 
     data = out / "data"
     console.print(f"phantom: {demo_cfg.n_studies} studies → {data}")
@@ -88,28 +88,34 @@ def prepare_phantom(out: Path, demo_cfg, console) -> Path:
     return prepared
 
 
-def build_align_benchmark(prepared: Path, out: Path, source: str, seed: int, console) -> dict:
-    from clinclip.evaluate.cxr_align import build_benchmark, write_benchmark
+def build_align_benchmark(prepared: Path, out: Path, source: str, seed: int, split: str, console,
+                          phantom_root: Path | None = None) -> dict:
+    from clinclip.evaluate.cxr_align import attach_counterfactuals, build_benchmark, write_benchmark
     from clinclip.manifest import read_manifest, select_split
+    from clinclip.phantom import read_counterfactuals
 
-    frame = select_split(read_manifest(prepared), "test", prepared)
+    frame = select_split(read_manifest(prepared), split, prepared)
     benchmark, skipped = build_benchmark(frame, source=source, seed=seed, labeler_backend="rules", manifest=prepared)
+    if phantom_root is not None:
+        attach_counterfactuals(benchmark, read_counterfactuals(phantom_root))
     write_benchmark(benchmark, out / "cxr_align.json")
-    console.print(f"CXR-Align: {len(benchmark[source])} triplets from the test split; left out: {dict(skipped)}")
+    console.print(f"CXR-Align: {len(benchmark[source])} triplets from the {split} split; left out: {dict(skipped)}")
     return benchmark
 
 
 def run_point(point: dict[str, float], prepared: Path, benchmark: dict, out: Path, demo_cfg) -> dict:
-    from clinclip.phantom import demo
+    from clinclip.apps import demo
 
     point_dir = out / "points" / point_name(point)
     config = write_point_config(point, point_dir / "train.yaml")
     start = time.perf_counter()
     trained = demo._train(str(config), prepared, point_dir / "run", demo_cfg)
     seconds = time.perf_counter() - start
-    evaluated = demo._evaluate(VARIANT, trained.model_dir, prepared, benchmark, point_dir / "cache", demo_cfg)
+    classifier = demo.text_classifier_from_manifest(prepared, seed=demo_cfg.seed)
+    evaluated = demo._evaluate(VARIANT, trained.model_dir, prepared, benchmark, point_dir / "cache", demo_cfg,
+                               classifier)
     summary = demo._summary(evaluated, seconds, demo.read_training_log(point_dir / "run"))
-    return {**point, **summary, "model_dir": str(trained.model_dir)}
+    return {**point, **summary, "split": demo_cfg.eval_split, "model_dir": str(trained.model_dir)}
 
 
 def check_points(points: list[dict[str, float]], out: Path) -> None:
@@ -124,7 +130,7 @@ def check_points(points: list[dict[str, float]], out: Path) -> None:
 def print_table(console, rows: list[dict], keys: list[str]) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{VARIANT}: soft-label sweep (test split)")
+    table = Table(title=f"{VARIANT}: soft-label sweep ({rows[0].get('split', '?') if rows else '?'} split)")
     for key in keys:
         table.add_column(key, justify="right")
     for name in ("Align A", "Align B", "ZS AUC", "adv. acc", "loss", "train s"):
@@ -148,12 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                         help=f"an axis of the grid; KEY in {', '.join(SWEEPABLE)} (repeatable; default taus.c=0.3,0.5,0.7)")
-    parser.add_argument("--manifest", type=Path, help="prepared manifest with a test split (default: a phantom set)")
+    parser.add_argument("--manifest", type=Path, help="prepared manifest with train and validate splits (default: a phantom set)")
     parser.add_argument("--source", default="mimic", help="CXR-Align source name of --manifest (default mimic)")
     parser.add_argument("--n", type=int, default=1000, help="phantom studies when no --manifest (default 1000)")
     parser.add_argument("--steps", type=int, default=100, help="training steps per grid point (default 100)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", default="validate", choices=("validate", "test"),
+                        help="split every point is scored on (default validate: settings are chosen there; "
+                             "score test once, for the chosen setting)")
     parser.add_argument("--workers", type=int, default=None, help="data workers (default: the demo's)")
     parser.add_argument("--out", type=Path, default=Path("sweep_out"))
     args = parser.parse_args(argv)
@@ -161,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     from clinclip.errors import ClinclipError
-    from clinclip.phantom.demo import DemoConfig
+    from clinclip.apps.demo import DemoConfig
 
     console = Console()
     try:
@@ -171,10 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         check_points(points, args.out)
         demo_cfg = DemoConfig(n_studies=args.n, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                               workers=args.workers, warmup_steps=max(1, args.steps // 10), variants=(VARIANT,),
-                              loss_overrides={})  # the grid starts from the preset, not the demo's taus
+                              loss_overrides={}, eval_split=args.split)  # the grid starts from the preset, not the demo's taus
         start = time.perf_counter()
         prepared = args.manifest if args.manifest else prepare_phantom(args.out, demo_cfg, console)
-        benchmark = build_align_benchmark(prepared, args.out, args.source, args.seed, console)
+        phantom_root = None if args.manifest else args.out / "data" / "phantom"
+        benchmark = build_align_benchmark(prepared, args.out, args.source, args.seed, args.split, console, phantom_root)
         rows = []
         for i, point in enumerate(points, 1):
             console.rule(f"[bold]{i}/{len(points)} {point_name(point)}")

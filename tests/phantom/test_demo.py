@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from clinclip.errors import ClinclipError
-from clinclip.phantom.demo import (RESULT_KEYS, VARIANTS, DemoConfig, Expectation, _claim_out_dir, _train_config,
-                                   check_expectations, run_demo)
+from clinclip.apps.demo import (QUICK_NOTE, RESULT_KEYS, VARIANTS, DemoConfig, Expectation, _claim_out_dir,
+                                _train_config, check_expectations, run_demo)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,9 @@ def test_results_json_has_every_key_in_range(demo_run):
         for key in RESULT_KEYS:
             value = data[variant][key]
             assert isinstance(value, (int, float)) and math.isfinite(value), (variant, key, value)
-            if key != "train_seconds":
+            if key == "swap_delta_a":
+                assert -1.0 <= value <= 1.0, (variant, key, value)
+            elif key != "train_seconds":
                 assert 0.0 <= value <= 1.0, (variant, key, value)
         assert data[variant]["train_seconds"] > 0
         per_finding = data[variant]["zero_shot_auc"]
@@ -47,15 +49,22 @@ def test_results_json_has_every_key_in_range(demo_run):
         assert data[variant]["steps"] == DemoConfig.quick().steps
     assert [e["name"] for e in data["expectations"]] == [e.name for e in check_expectations(data)]
     assert data["data"]["cxr_align_triplets"] > 10
+    assert data["data"]["cxr_align_counterfactual_triplets"] == data["data"]["cxr_align_triplets"]
+    assert data["data"]["eval_split"] == "test" and data["quick_run_note"] == QUICK_NOTE
+    assert set(data["text_only"]) == {"text_longer_a", "text_longer_b", "text_bag_of_words_a", "text_bag_of_words_b"}
+    assert (outcome.out_dir / "prepared.parquet").exists() and (outcome.out_dir / "cxr_align.json").exists()
     assert data["wall_seconds"] > 0 and set(data["stage_seconds"]) >= {"mimic-cxr adapter", "report pipeline"}
 
 
 @pytest.mark.slow
 def test_console_shows_stages_table_and_verdicts(demo_run):
     outcome, text = demo_run
-    assert "1/8" in text and "8/8" in text
-    assert "CXR-Align A (r vs r^n)" in text and "clip-ng-dtcg" in text
-    assert len(re.findall(r"\b(PASS|FAIL)\b", text)) == len(outcome.expectations) == 4
+    assert "1/10" in text and "10/10" in text
+    assert "CF-pair A" in text and "image-blind" in text and "clip-n" in text and "clip-ng-dtcg" in text
+    # A quick run says its numbers only check the plumbing and gives no verdicts.
+    assert QUICK_NOTE in " ".join(text.split())
+    assert not re.search(r"\b(PASS|FAIL)\b", text)
+    assert len(re.findall(r"^quick ", text, flags=re.M)) == len(outcome.expectations) == 6
 
 
 class _Collector(HTMLParser):
@@ -87,20 +96,26 @@ def test_html_is_offline_and_has_the_curves(demo_run):
     assert not re.search(r"url\(\s*['\"]?(https?:)?//", page)  # no remote CSS resources either
     assert "Training curves" in page and "Demo outcome" in page
     assert page.index("Demo outcome") < page.index("Table 2")  # the demo's verdict leads the page
+    assert page.index("CF-pair") < page.index("CXR-Align A (r vs r^n)")  # image-grounded numbers first
     assert "PASS" in page or "FAIL" in page
 
 
+def _model(cf_pair=0.6, cf_order=0.95, auc=0.7):
+    return {"cf_pair": cf_pair, "cf_order": cf_order, "zero_shot_auc_mean": auc}
+
+
 def test_expectations_are_falsifiable():
-    good = {"clip": {"cxr_align_a": 0.55, "zero_shot_auc_mean": 0.7},
-            "clip-ng-dtcg": {"cxr_align_a": 0.9, "zero_shot_auc_mean": 0.7}}
+    good = {"clip": _model(cf_pair=0.3), "clip-n": _model(), "clip-ng-dtcg": _model(cf_pair=0.55)}
     assert all(e.passed for e in check_expectations(good))
-    close = {"clip": {"cxr_align_a": 0.8, "zero_shot_auc_mean": 0.7},
-             "clip-ng-dtcg": {"cxr_align_a": 0.9, "zero_shot_auc_mean": float("nan")}}
+    close = {"clip": _model(cf_pair=0.5), "clip-n": _model(auc=0.6),
+             "clip-ng-dtcg": _model(cf_pair=0.55, cf_order=0.89, auc=float("nan"))}
     verdicts = {e.name: e.passed for e in check_expectations(close)}
     assert verdicts == {
-        "CXR-Align A of clip-ng-dtcg >= 85%": True,
-        "CXR-Align A of clip-ng-dtcg >= clip + 15 points": False,
+        "CF-pair of clip-ng-dtcg >= 0.50 (chance 0.25, text-only 0)": True,
+        "CF-order of clip-ng-dtcg >= 0.90 (chance 0.50)": False,
+        "CF-pair of clip-ng-dtcg >= clip + 0.10": False,
         "mean zero-shot AUC of clip >= 0.65": True,
+        "mean zero-shot AUC of clip-n >= 0.65": False,
         "mean zero-shot AUC of clip-ng-dtcg >= 0.65": False,
     }
     assert all(isinstance(e, Expectation) for e in check_expectations(close))
