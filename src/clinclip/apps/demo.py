@@ -62,7 +62,9 @@ class DemoConfig:
     # Measured on the phantom (docs/demo.md): from random init the contrastive loss first sits on a plateau
     # (~log B); at the tiny preset's lr 5e-4 (mean text pooling) it starts to fall after ~120 steps. Higher
     # peak lrs (1.5e-3, 2e-3) left the plateau sooner in one run and collapsed for good in another.
-    steps: int = 500  # optimisation steps per model
+    # 350, not the 500 of the two-model demo: three models must fit the 15-minute budget on 2 cores (about
+    # 0.7-0.9 s a step there); chosen for time, and checked on the validate split (docs/demo.md).
+    steps: int = 350  # optimisation steps per model
     batch_size: int = 32
     lr: float = 5e-4
     warmup_steps: int = 50
