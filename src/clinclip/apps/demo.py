@@ -133,6 +133,26 @@ def check_expectations(results: dict) -> list[Expectation]:
     return out
 
 
+def plain_finding(results: dict) -> str:
+    """One sentence on what the run shows about image-grounded negation, whatever the verdicts are."""
+    full, base = results.get(FULL), results.get(BASELINE)
+    if full is None or base is None:
+        return ""
+    pair, base_pair = full["cf_pair"], base["cf_pair"]
+    if not (pair == pair and base_pair == base_pair):
+        return "No counterfactual triplet was scored, so image-grounded negation was not measured."
+    if pair >= base_pair + 0.10:
+        lead = f"{FULL} decides negation from the image better than {BASELINE}"
+    elif pair > base_pair:
+        lead = f"{FULL} decides negation from the image only slightly better than {BASELINE}"
+    else:
+        lead = f"{FULL} does not decide negation from the image better than {BASELINE}"
+    chance = "above" if pair > 0.25 else "not above"
+    return (f"Finding: {lead} (CF-pair {pair:.3f} vs {base_pair:.3f}; chance 0.25, a model without eyes 0); "
+            f"its CF-pair is {chance} chance. CXR-Align A ({full['cxr_align_a']:.3f}) says less: with the mean "
+            f"image in place of every image it is {full['cxr_align_a_blind']:.3f}.")
+
+
 def _at_least(value, floor: float) -> bool:
     return value == value and value >= floor  # NaN fails
 
@@ -366,6 +386,7 @@ def _expectations_html(expectations: list[Expectation], results: dict, text_only
     quick = f"<p><b>{html.escape(QUICK_NOTE)}.</b></p>" if cfg.quick_run else ""
     return (
         quick
+        + f"<p><b>{html.escape(plain_finding(results))}</b></p>"
         + f"<p>Phantom data ({cfg.n_studies} studies), tiny preset, {cfg.steps} steps of batch {cfg.batch_size} "
         f"per model (peak lr {cfg.lr:g}; loss overrides {html.escape(str(cfg.loss_overrides or 'none'))}), "
         f"scored on the <b>{html.escape(cfg.eval_split)}</b> split, wall time {wall / 60:.1f} min. "
@@ -395,6 +416,7 @@ def print_table(console, results: dict, expectations: list[Expectation], variant
         table.add_row(label, *[_cell(results[name][key], kind) for name in variants])
     console.print(table)
     console.print(_text_only_sentence(text_only))
+    console.print(f"[bold]{plain_finding(results)}[/bold]")
     if quick_run:
         console.print(f"[bold yellow]{QUICK_NOTE}[/bold yellow]")
     for e in expectations:
@@ -498,6 +520,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, console=None,
     )
     payload = dict(results)
     payload["text_only"] = text_only
+    payload["finding"] = plain_finding(results)
     payload["expectations"] = [asdict(e) for e in expectations]
     payload["quick_run_note"] = QUICK_NOTE if cfg.quick_run else None
     payload["config"] = asdict(cfg)
