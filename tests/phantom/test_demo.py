@@ -18,7 +18,7 @@ from PIL import Image
 
 from clinclip.errors import ClinclipError
 from clinclip.apps.demo import (QUICK_NOTE, RESULT_KEYS, VARIANTS, DemoConfig, Expectation, _claim_out_dir,
-                                _train_config, check_expectations, run_demo)
+                                _train_config, check_expectations, plain_finding, run_demo)
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +119,17 @@ def test_expectations_are_falsifiable():
         "mean zero-shot AUC of clip-ng-dtcg >= 0.65": False,
     }
     assert all(isinstance(e, Expectation) for e in check_expectations(close))
+
+
+def test_the_finding_is_said_plainly_either_way():
+    blind = {"cxr_align_a": 0.9, "cxr_align_a_blind": 0.95}
+    better = {"clip": _model(cf_pair=0.2), "clip-ng-dtcg": {**_model(cf_pair=0.45), **blind}}
+    assert "decides negation from the image better than clip" in plain_finding(better)
+    assert "above chance" in plain_finding(better)
+    worse = {"clip": _model(cf_pair=0.2), "clip-ng-dtcg": {**_model(cf_pair=0.15), **blind}}
+    sentence = plain_finding(worse)
+    assert "does not decide negation from the image better than clip" in sentence
+    assert "not above chance" in sentence and "0.950" in sentence
 
 
 @pytest.mark.chromium
