@@ -105,3 +105,18 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert pixels.std() > 10, "the screenshot is blank"
     dark = (pixels < 100).mean()   # text and table borders
     assert 0.001 < dark < 0.5, f"unexpected share of dark pixels: {dark:.4f}"
+
+
+def test_counterfactual_table_appears_only_with_counterfactual_results(tmp_path):
+    from clinclip.evaluate.report import render_report
+
+    per_source = {"A": 0.5, "B": 0.4, "n": 3}
+    plain = {"m/cxr-align": {"task": "cxr-align", "model_name": "m", "dataset": "mimic", "metrics": per_source,
+                             "per_source": {"mimic": dict(per_source)}, "table": {"columns": [], "rows": []}}}
+    page = render_report(plain, tmp_path / "plain.html").read_text()
+    assert "against counterfactual images" not in page
+    with_cf = {"m/cxr-align": {**plain["m/cxr-align"], "per_source": {"mimic": {
+        **per_source, "counterfactual": {"cf_order": 0.9, "cf_pair": 0.4, "cf_order_b": 0.8, "cf_pair_b": 0.3,
+                                         "n": 3}}}}}
+    page = render_report(with_cf, tmp_path / "cf.html").read_text()
+    assert "against counterfactual images" in page and "CF-pair A" in page

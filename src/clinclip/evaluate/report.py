@@ -165,6 +165,24 @@ def _shortcut_table(results: dict[str, dict]) -> str:
     return _table(header, body or [("(no CXR-Align result)", [None] * 2 * width)])
 
 
+COUNTERFACTUAL_KEYS = (("CF-order A", "cf_order"), ("CF-pair A", "cf_pair"), ("CF-order B", "cf_order_b"),
+                       ("CF-pair B", "cf_pair_b"))
+
+
+def _counterfactual_table(results: dict[str, dict]) -> str | None:
+    """One row per (model, CXR-Align source) scored with counterfactual images; None when none was."""
+    body = []
+    for r in _by_task(results, "cxr-align"):
+        for source, vals in (r.get("per_source") or {}).items():
+            cf = vals.get("counterfactual")
+            if cf:
+                label = f"{r.get('model_name', 'model')} ({ALIGN_SOURCES.get(source.lower(), source)})"
+                body.append((label, [cf.get(key) for _, key in COUNTERFACTUAL_KEYS] + [cf.get("n")]))
+    if not body:
+        return None
+    return _table([[(name, 1) for name, _ in COUNTERFACTUAL_KEYS] + [("n", 1)]], body)
+
+
 def _negation_table(results: dict[str, dict], models: list[str]) -> str:
     rs = _by_task(results, "negation-retrieval")
     if not rs:
@@ -224,6 +242,7 @@ def render_report(results: dict[str, dict], out_html: str | Path,
     """Write the HTML report; returns its path. See the module docstring. ``lead_sections`` (heading, HTML
     fragment) come before the paper's tables, ``extra_sections`` after them."""
     models = _models(results) or ["(no result)"]
+    counterfactual = _counterfactual_table(results)
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
         ("Table 2 — Zero-shot (ZS) and fine-tuned (FT10/FT100) classification",
@@ -249,6 +268,10 @@ def render_report(results: dict[str, dict], out_html: str | Path,
          "(same view where possible), 0 for a model that ignores the image; longer text: the longer report "
          "wins; bag of words: a text-only classifier trained on the train split's r vs r^n. '–': not "
          "computed (see the details below)."),
+        *([("CXR-Align against counterfactual images", counterfactual,
+            "Each image I beside I', the same study without the chosen finding; Δ(x) = sim(x, r) − sim(x, r^n). "
+            "CF-order: Δ(I) > Δ(I') (chance 50 %); CF-pair: Δ(I) > 0 and Δ(I') < 0 (chance 25 %). A model "
+            "that ignores the image scores 0 on both. B: the same with r^r.")] if counterfactual else []),
         ("Negation retrieval", _negation_table(results, models),
          "Precision@k of the prompts 'X' and 'no X' (mean over findings) and their gap."),
     ]
