@@ -215,3 +215,130 @@ def test_word_scanner_matches_the_plain_alternation(private_parser, monkeypatch)
     if private_parser:  # the check reads the parsed pattern
         with pytest.raises(ValueError, match="word character"):
             WordScanner([Branch(r"\s*resolved", 0)])
+
+
+# --------------------------------------------------------------------------------------------------
+# Defect classes found by checking the rules against the CheXpert labeler's own phrase lists
+# (benchmarks/labeler_lexicon.py); sentences of our own.
+
+NF = "No Finding"
+
+
+def _labels(text: str) -> dict[str, float]:
+    row = RuleLabeler().label([text])[0]
+    return {obs: row[i] for i, obs in enumerate(OBSERVATIONS)}
+
+
+@pytest.mark.parametrize("sentence,obs,expected", [
+    # a hedge or negation between the subject and its predicate reaches the predicate
+    ("The cardiac silhouette might be mildly enlarged.", "Cardiomegaly", U),
+    ("Heart size is probably increased.", "Cardiomegaly", U),
+    ("The heart appears likely enlarged given the AP technique.", "Cardiomegaly", U),
+    ("The heart could be enlarged.", "Cardiomegaly", U),
+    ("The superior mediastinum is possibly widened.", "Enlarged Cardiomediastinum", U),
+    ("The mediastinal contours may be prominent.", "Enlarged Cardiomediastinum", U),
+    ("The hilar contours are questionably enlarged.", "Enlarged Cardiomediastinum", U),
+    ("The cardiac silhouette is not enlarged.", "Cardiomegaly", N),
+    ("The mediastinum is not widened.", "Enlarged Cardiomediastinum", N),
+    ("The heart remains enlarged.", "Cardiomegaly", P),
+])
+def test_hedge_or_negation_between_subject_and_predicate(sentence, obs, expected):
+    got = _labels(sentence)
+    assert _same(got[obs], expected), f"{sentence!r}: {obs} {got[obs]}, expected {expected}"
+    # a hedged or affirmed abnormality is never a normal study
+    if expected != N:
+        assert math.isnan(got[NF]), f"{sentence!r}: No Finding {got[NF]} (false normal)"
+
+
+@pytest.mark.parametrize("sentence,obs,expected", [
+    ("No pulmonary vascular congestion.", "Edema", N),
+    ("There is no venous congestion.", "Edema", N),
+    ("Vascular congestion has resolved.", "Edema", N),
+    ("Without vascular indistinctness.", "Edema", N),
+    ("Mild pulmonary vascular congestion.", "Edema", U),     # CheXpert: uncertain when affirmed
+    ("Vascular prominence in the upper zones.", "Edema", U),
+    ("No borderline cardiomegaly.", "Cardiomegaly", N),
+])
+def test_negation_reaches_mentions_fixed_as_uncertain(sentence, obs, expected):
+    assert _same(_labels(sentence)[obs], expected)
+
+
+@pytest.mark.parametrize("sentence,present,absent", [
+    # one observation's exclusion must not delete another observation's own mention
+    ("Left apical pleural scarring is noted.", "Pleural Other", "Lung Opacity"),
+    ("Stable pleural scar at the right base.", "Pleural Other", "Lung Opacity"),
+    ("Pleuroparenchymal scarring at both apices.", "Pleural Other", "Lung Opacity"),
+    ("Mild peribronchial thickening.", "Lung Opacity", "Pleural Other"),
+    ("Interstitial thickening in the lower zones.", "Lung Opacity", "Pleural Other"),
+    ("A 2 cm mediastinal mass is suspected.", "Enlarged Cardiomediastinum", "Lung Lesion"),
+])
+def test_exclusions_are_scoped_to_their_own_observation(sentence, present, absent):
+    got = _labels(sentence)
+    assert not math.isnan(got[present]) and got[present] != N, f"{sentence!r}: {present} {got[present]}"
+    assert math.isnan(got[absent]), f"{sentence!r}: {absent} {got[absent]}"
+    assert math.isnan(got[NF])
+
+
+def test_exclusion_still_removes_its_own_observation():
+    got = _labels("Small calcified nodule in the left lower lobe. Bone density is normal.")
+    assert math.isnan(got["Lung Lesion"]) and math.isnan(got["Lung Opacity"])
+    assert math.isnan(got[NF])  # a calcified nodule is still an abnormality (CheXpert: "calcifi")
+
+
+@pytest.mark.parametrize("sentence,obs,expected", [
+    ("The pericardial silhouette is enlarged.", "Enlarged Cardiomediastinum", P),
+    ("Cardiac silhouette and pulmonary vascularity are within normal limits.", "Enlarged Cardiomediastinum", N),
+    ("Contours are not widened.", "Enlarged Cardiomediastinum", N),
+    ("Cardiac monitoring equipment overlies the chest.", "Support Devices", P),
+    ("The right-sided line has been removed.", "Support Devices", N),
+    ("Prosthetic mitral valve in place.", "Support Devices", P),
+    ("Calcification of the aortic valve.", "Support Devices", math.nan),
+    ("Few B-lines at the bases.", "Support Devices", math.nan),
+    ("Pleuro-pericardial scarring on the left.", "Pleural Other", P),
+    ("Right apical scarring, unchanged.", "Pleural Other", P),
+    ("Bibasilar fibrosis.", "Pleural Other", P),           # CheXpert lists bare "fibrosis" as Pleural Other
+    ("Bronchial wall thickening.", "Lung Opacity", P),
+])
+def test_lexicon_gaps_and_spellings(sentence, obs, expected):
+    got = _labels(sentence)
+    assert _same(got[obs], expected), f"{sentence!r}: {obs} {got[obs]}, expected {expected}"
+
+
+@pytest.mark.parametrize("text", [
+    "Two calcified granulomas in the right lung.",
+    "Mild thickening of the minor fissure.",
+    "Fissural thickening on the right.",
+    "Heart size normal. Old healed granulomatous infection.",
+    "There is a pleural scar.",
+])
+def test_findings_outside_the_thirteen_keep_no_finding_off(text):
+    assert math.isnan(_labels(text)[NF]), text
+
+
+def test_unmentions_are_respected():
+    got = _labels("Small pericardial effusion. Massive cardiomegaly. Calcified nodules in both lungs.")
+    assert math.isnan(got["Pleural Effusion"]) and math.isnan(got["Lung Lesion"])
+    assert got["Cardiomegaly"] == P
+
+
+def test_chexpert_phrase_lists_are_covered():
+    """Every CheXpert mention phrase, in affirmed / negated / hedged sentences, and every unmention
+    phrase, labelled as CheXpert labels it (benchmarks/labeler_lexicon.py prints the full table)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "labeler_lexicon.py"
+    spec = importlib.util.spec_from_file_location("labeler_lexicon", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows, errors = bench.evaluate(bench.DEFAULT)
+    assert {r["observation"] for r in rows} == set(OBSERVATIONS)
+    share = {k: sum(r[k][0] for r in rows) / sum(r[k][1] for r in rows)
+             for k in ("affirmed", "negated", "hedged", "unmention")}
+    report = "\n".join(f"{o} {k} {s!r}" for o, k, s, _lab in errors)
+    assert share["affirmed"] >= 0.95 and share["negated"] >= 0.95, report
+    assert share["hedged"] >= 0.90 and share["unmention"] >= 0.95, report
+    for r in rows:
+        for k in ("affirmed", "negated", "hedged", "unmention"):
+            right, n = r[k]
+            assert not n or right / n >= 0.85, f"{r['observation']} {k}: {right}/{n}\n{report}"

@@ -259,3 +259,21 @@ class WordScanner:
                     last_end = end if end > pos else pos + 1
                     break
         return out
+
+    def scan_all(self, text: str, starts: list[int] | None = None) -> list[tuple[int, int, object]]:
+        """``(start, end, key)`` of every branch matching at every word start, overlaps included
+        (nothing is consumed), in text order."""
+        if starts is None:
+            starts = self.word_starts(text)
+        depth = self.depth
+        out = []
+        for pos in starts:
+            key = text[pos: pos + depth]
+            cand = self._cache.get(key)
+            if cand is None:
+                cand = self._candidates(key)
+            for match, value in cand:
+                m = match(text, pos)
+                if m is not None:
+                    out.append((pos, m.end(), value))
+        return out

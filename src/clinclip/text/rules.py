@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -74,12 +74,13 @@ def _wrap(pattern: str) -> str:
 class _Entry:
     observations: tuple[str, ...]
     fixed: str | None  # assertion fixed by the statement itself, or None (from scopes)
-    exclude: bool = False
     implies_uncertain: tuple[str, ...] = ()
+    predicate: bool = False  # subject + predicate statement: a cue between them applies ("may be")
 
 
 @functools.lru_cache(maxsize=1)
-def _mention_scanner() -> WordScanner:
+def _scanners() -> tuple[WordScanner, WordScanner]:
+    """(mention scanner, exclusion scanner). An exclusion's key is the observation it excludes."""
     data = _read_yaml("mentions.yaml")
     macros: dict[str, str] = {}
     for name, pat in (data.get("macros") or {}).items():
@@ -94,7 +95,8 @@ def _mention_scanner() -> WordScanner:
             raise ValueError(f"lexicon mentions.yaml: bad statement {item!r}")
         fixed_assertion = item["assertion"] if item["assertion"] != POSITIVE else None
         for pat in item.get("patterns") or []:
-            statements.append(Branch(_wrap(_expand_macros(pat, macros)), _Entry(observations, fixed_assertion)))
+            statements.append(Branch(_wrap(_expand_macros(pat, macros)),
+                                     _Entry(observations, fixed_assertion, predicate=fixed_assertion is None)))
     fixed: dict[str, list[Branch]] = {UNCERTAIN: [], NEGATIVE: [], POSITIVE: []}
     plain: list[Branch] = []
     for obs, spec in (data.get("observations") or {}).items():
@@ -102,11 +104,12 @@ def _mention_scanner() -> WordScanner:
             raise ValueError(f"lexicon mentions.yaml: unknown observation {obs!r}")
         implied = spec.get("implies_uncertain") or {}
         for pat in spec.get("exclude") or []:
-            excludes.append(Branch(_wrap(_expand_macros(pat, macros)), _Entry((), None, exclude=True)))
+            excludes.append(Branch(_wrap(_expand_macros(pat, macros)), obs))
         for kind in (UNCERTAIN, NEGATIVE, POSITIVE):
             for pat in spec.get(kind) or []:
                 fixed[kind].append(Branch(_wrap(_expand_macros(pat, macros)),
-                                          _Entry((obs,), kind if kind != POSITIVE else None)))
+                                          _Entry((obs,), kind if kind != POSITIVE else None,
+                                                 predicate=kind == POSITIVE)))
         for pat in spec.get("mentions") or []:
             imp = tuple(v for k, v in implied.items() if re.fullmatch(pat, k))
             src = _expand_macros(pat, macros)
@@ -126,8 +129,10 @@ def _mention_scanner() -> WordScanner:
             implies_uncertain=old.implies_uncertain + br.key.implies_uncertain)
     plain_branches = [Branch(p, entry) for p, entry in merged.items()]
     # Longest match wins (WordScanner); this order only breaks ties between equally long matches.
-    branches = excludes + statements + fixed[UNCERTAIN] + fixed[NEGATIVE] + fixed[POSITIVE] + plain_branches
-    return WordScanner(branches, longest=True)
+    branches = statements + fixed[UNCERTAIN] + fixed[NEGATIVE] + fixed[POSITIVE] + plain_branches
+    # Exclusions are scanned apart: one removes its own observation from the mentions it overlaps
+    # (as the CheXpert labeler's unmention phrases do), never another observation's mention.
+    return WordScanner(branches, longest=True), WordScanner(excludes, longest=False)
 
 
 # Cue classes, in scanner priority order.
@@ -175,6 +180,23 @@ def _cues(low: str, starts: list[int] | None = None) -> list[tuple[int, int, int
 # Scopes
 
 
+_NEGATING = frozenset((_NEG_PRE, _NEG_BOTH, _NEG_POST))
+_HEDGING = frozenset((_UNC_PRE, _UNC_BOTH, _UNC_LINK, _UNC_POST))
+
+
+def _inner_assertion(ms: int, me: int, cues: list[tuple[int, int, int]], cue_starts: list[int]) -> str | None:
+    """Assertion of a cue inside a statement's own span, between subject and predicate ("the heart
+    may be / is possibly / is not enlarged"), or None."""
+    for cs, _ce, kind in cues[bisect.bisect_right(cue_starts, ms):]:
+        if cs >= me:
+            break
+        if kind in _NEGATING:
+            return NEGATIVE
+        if kind in _HEDGING:
+            return UNCERTAIN
+    return None
+
+
 def _assertions(mentions: list[tuple[int, int, _Entry]], cues: list[tuple[int, int, int]],
                 post_window: int) -> list[str]:
     """Assertion of each mention from the cues of its clause (see cues.yaml for the rules).
@@ -182,6 +204,11 @@ def _assertions(mentions: list[tuple[int, int, _Entry]], cues: list[tuple[int, i
     One pass over cues and mentions in text order (linear in their number): the pre-cue state of the
     current clause is updated at each cue and read at each mention; post and weak cues are looked up
     in a bounded window after / around the mention.
+
+    Fixed negative / positive statements keep their assertion. A fixed uncertain one ("vascular
+    congestion", "borderline heart size") is negative under a negation and uncertain otherwise. A
+    mention whose assertion comes from the scopes takes, in this order: the pre cues of its clause, a
+    cue inside its own span ("the heart may be enlarged"), the post cues, the weak cues.
     """
     stops = [s for s, _e, k in cues if k in (_TERM, _BOUNDARY)]
     cue_starts = [s for s, _e, _k in cues]
@@ -191,7 +218,7 @@ def _assertions(mentions: list[tuple[int, int, _Entry]], cues: list[tuple[int, i
     mention_since_cue = False
     ci = 0
     n_cues = len(cues)
-    for idx, (ms, _me, entry) in enumerate(mentions):
+    for idx, (ms, me, entry) in enumerate(mentions):
         while ci < n_cues and cues[ci][1] <= ms:
             _cs, _ce, kind = cues[ci]
             ci += 1
@@ -211,13 +238,18 @@ def _assertions(mentions: list[tuple[int, int, _Entry]], cues: list[tuple[int, i
             if current is None or mention_since_cue or current not in (_NEG_PRE, _NEG_BOTH):
                 current = kind
             mention_since_cue = False
-        if entry.fixed is not None:
+        negated = current in (_NEG_PRE, _NEG_BOTH)
+        if entry.fixed == UNCERTAIN:
+            out[idx] = NEGATIVE if negated else None  # None: a post negation may still apply
+        elif entry.fixed is not None:
             out[idx] = entry.fixed
         elif current is not None:
-            out[idx] = NEGATIVE if current in (_NEG_PRE, _NEG_BOTH) else UNCERTAIN
+            out[idx] = NEGATIVE if negated else UNCERTAIN
+        elif entry.predicate:
+            out[idx] = _inner_assertion(ms, me, cues, cue_starts)
         mention_since_cue = True
     # --- post cues and weak cues for the mentions no pre cue governs
-    for idx, (ms, me, _entry) in enumerate(mentions):
+    for idx, (ms, me, entry) in enumerate(mentions):
         if out[idx] is not None:
             continue
         k = bisect.bisect_right(stops, ms)
@@ -233,6 +265,9 @@ def _assertions(mentions: list[tuple[int, int, _Entry]], cues: list[tuple[int, i
             if kind in (_UNC_POST, _UNC_BOTH):
                 assertion = UNCERTAIN
                 break
+        if entry.fixed == UNCERTAIN:
+            out[idx] = NEGATIVE if assertion == NEGATIVE else UNCERTAIN
+            continue
         if assertion is None:
             # Weak cues ("or", "versus") joining this mention to a neighbour in the same clause.
             prev_end = mentions[idx - 1][1] if idx > 0 else None
@@ -271,16 +306,52 @@ def _lower(text: str) -> str:
     return low if low.isascii() else _NON_ASCII.sub(" ", low)
 
 
+#: how far before a mention an exclusion may start ("linear radiopaque density": 18 characters)
+_EXCLUSION_REACH = 60
+
+
+def _starts_near(starts: list[int], found: list[tuple[int, int, _Entry]]) -> list[int]:
+    """The word starts from _EXCLUSION_REACH characters before each mention to its end: the only
+    places an exclusion that overlaps a mention can start (scanning only there saves time)."""
+    out: list[int] = []
+    for s, e, _entry in found:
+        i = bisect.bisect_left(starts, s - _EXCLUSION_REACH)
+        if out:
+            i = max(i, bisect.bisect_right(starts, out[-1]))
+        out.extend(starts[i:bisect.bisect_left(starts, e)])
+    return out
+
+
+def _drop_excluded(found: list[tuple[int, int, _Entry]],
+                   excluded: list[tuple[int, int, str]]) -> list[tuple[int, int, _Entry]]:
+    """``found`` without the observations an overlapping exclusion of their own removes."""
+    out = []
+    for s, e, entry in found:
+        drop = {obs for xs, xe, obs in excluded if xs < e and xe > s}
+        if drop & set(entry.observations):
+            kept = tuple(o for o in entry.observations if o not in drop)
+            if not kept:
+                continue
+            entry = replace(entry, observations=kept)
+        out.append((s, e, entry))
+    return out
+
+
 def scan_spans(text: str) -> list[tuple[int, int, _Entry, str]]:
     """(start, end, entry, assertion) of every non-excluded mention, in text order: the raw form of
     ``find_mentions`` (``entry.observations`` may hold several observations, or OTHER_FINDING), used
     by the sentence splitter and the temporal rewriter."""
     low = _lower(text)
-    scanner = _mention_scanner()
+    scanner, exclusions = _scanners()
     starts = scanner.word_starts(low)
-    found = [(s, e, entry) for s, e, entry in scanner.scan(low, starts) if not entry.exclude]
+    found = scanner.scan(low, starts)
     if not found:
         return []
+    excluded = exclusions.scan_all(low, _starts_near(starts, found))
+    if excluded:
+        found = _drop_excluded(found, excluded)
+        if not found:
+            return []
     assertions = _assertions(found, _cues(low, starts), _cue_scanner()[1])
     return [(s, e, entry, a) for (s, e, entry), a in zip(found, assertions)]
 
