@@ -22,7 +22,11 @@ post-negation uncertainty rules make an affirmed "vascular congestion", "pulmona
 
 Word stems and fragments of the lists are completed to a word for the sentences (``COMPLETIONS``).
 Every phrase of ``unmention/*.txt`` is put into affirmed, negated and hedged sentences (or, for a
-name, the sentences in ``UNMENTION_SENTENCES``); right when its observation stays blank.
+name, the sentences in ``UNMENTION_SENTENCES``); right when its observation stays blank. The
+unmentions the CheXpert labeler builds in code (column "positional"): a Cardiomegaly or Enlarged
+Cardiomediastinum phrase after a position ("over the", "overly the", "in the", each alone or with
+"superior", "left", "right"), in "A lead projects over the left cardiac silhouette."; right when that
+observation stays blank.
 ``--errors`` lists every wrong sentence with the labels it got.
 """
 
@@ -40,6 +44,7 @@ from clinclip.text.labeler import RuleLabeler
 DEFAULT = Path(__file__).resolve().parent / "data" / "chexpert_phrases"
 _INDEX = {name: i for i, name in enumerate(OBSERVATIONS)}
 KINDS = ("affirmed", "negated", "hedged")
+COLUMNS = (*KINDS, "unmention", "positional")
 _VALUE = {"affirmed": 1.0, "negated": 0.0, "hedged": -1.0}
 
 #: word stems / fragments of the lists -> the word used in the sentences
@@ -126,6 +131,21 @@ def unmention_sentences(phrase: str) -> list[str]:
     return [t.format(p=word, P=_cap(word)) for ts in FINDING_TEMPLATES.values() for t in ts[:1]]
 
 
+POSITIONS = [f"{where}{side}" for where in ("over the", "overly the", "in the") for side in ("", " superior", " left", " right")]
+
+
+def positional_unmentions(mentions: dict[str, list[str]]) -> dict[str, list[str]]:
+    """observation -> sentences with its phrases after a position, as CheXpert's code builds them
+    (Cardiomegaly without "cardiomegaly" and "cardiac enlargement", and without a leading "the")."""
+    out = {}
+    for obs in ("Cardiomegaly", "Enlarged Cardiomediastinum"):
+        phrases = mentions[obs]
+        if obs == "Cardiomegaly":
+            phrases = [p.replace("the ", "") for p in phrases if p not in ("cardiomegaly", "cardiac enlargement")]
+        out[obs] = [f"A lead projects {where} {p}." for p in phrases for where in POSITIONS]
+    return out
+
+
 def evaluate(folder: Path) -> tuple[list[dict], list[tuple]]:
     """One row per observation (share right per kind, counts) and the list of wrong sentences."""
     labeler = RuleLabeler()
@@ -134,9 +154,10 @@ def evaluate(folder: Path) -> tuple[list[dict], list[tuple]]:
 
     def row_for(obs):
         return rows.setdefault(obs, {"observation": obs, "phrases": 0,
-                                     **{k: [0, 0] for k in (*KINDS, "unmention")}})
+                                     **{k: [0, 0] for k in COLUMNS}})
 
-    for obs, phrases in read_phrases(folder / "mention").items():
+    mentions = read_phrases(folder / "mention")
+    for obs, phrases in mentions.items():
         for phrase in phrases:
             row_for(obs)["phrases"] += 1
             for kind, sentences in mention_sentences(obs, phrase).items():
@@ -147,15 +168,16 @@ def evaluate(folder: Path) -> tuple[list[dict], list[tuple]]:
                     rows[obs][kind][1] += 1
                     if not ok:
                         errors.append((obs, kind, sentence, lab))
-    for obs, phrases in read_phrases(folder / "unmention").items():
-        for phrase in phrases:
-            sentences = unmention_sentences(phrase)
+    unmentions = {obs: [s for p in phrases for s in unmention_sentences(p)]
+                  for obs, phrases in read_phrases(folder / "unmention").items()}
+    for column, table in (("unmention", unmentions), ("positional", positional_unmentions(mentions))):
+        for obs, sentences in table.items():
             for sentence, lab in zip(sentences, labeler.label(sentences)):
                 ok = math.isnan(lab[_INDEX[obs]])
-                row_for(obs)["unmention"][0] += ok
-                rows[obs]["unmention"][1] += 1
+                row_for(obs)[column][0] += ok
+                rows[obs][column][1] += 1
                 if not ok:
-                    errors.append((obs, "unmention", sentence, lab))
+                    errors.append((obs, column, sentence, lab))
     order = {o: i for i, o in enumerate(OBSERVATIONS)}
     return sorted(rows.values(), key=lambda r: order[r["observation"]]), errors
 
@@ -171,14 +193,13 @@ def main() -> None:
     ap.add_argument("--errors", action="store_true", help="list the wrong sentences")
     args = ap.parse_args()
     rows, errors = evaluate(args.phrases)
-    print(f"| observation | phrases | {' | '.join(KINDS)} | unmention |")
-    print("|---|---|---|---|---|---|")
+    print(f"| observation | phrases | {' | '.join(COLUMNS)} |")
+    print("|---" * (len(COLUMNS) + 2) + "|")
     for r in rows:
-        print(f"| {r['observation']} | {r['phrases']} | " + " | ".join(_share(r[k]) for k in (*KINDS, "unmention"))
-              + " |")
-    totals = {k: [sum(r[k][0] for r in rows), sum(r[k][1] for r in rows)] for k in (*KINDS, "unmention")}
+        print(f"| {r['observation']} | {r['phrases']} | " + " | ".join(_share(r[k]) for k in COLUMNS) + " |")
+    totals = {k: [sum(r[k][0] for r in rows), sum(r[k][1] for r in rows)] for k in COLUMNS}
     print(f"| **overall** | {sum(r['phrases'] for r in rows)} | "
-          + " | ".join(_share(totals[k]) for k in (*KINDS, "unmention")) + " |")
+          + " | ".join(_share(totals[k]) for k in COLUMNS) + " |")
     if args.errors:
         for obs, kind, sentence, lab in errors:
             got = {o: lab[i] for i, o in enumerate(OBSERVATIONS) if not math.isnan(lab[i])}

@@ -315,6 +315,18 @@ def test_findings_outside_the_thirteen_keep_no_finding_off(text):
     assert math.isnan(_labels(text)[NF]), text
 
 
+@pytest.mark.parametrize("sentence,expected", [
+    ("No other focal consolidation or effusion.", {"Consolidation": N, "Pleural Effusion": N}),
+    # a list under a negated change is coordination: both findings are present
+    ("No significant change in the pneumothorax or the left effusion.", {"Pneumothorax": P, "Pleural Effusion": P}),
+    ("Without interval change in effusion or atelectasis.", {"Pleural Effusion": P, "Atelectasis": P}),
+    ("Atelectasis or pneumonia at the left base.", {"Atelectasis": U, "Pneumonia": U}),
+])
+def test_negation_scope_of_lists(sentence, expected):
+    got = _labels(sentence)
+    assert all(_same(got[o], v) for o, v in expected.items()), f"{sentence!r}: {got}"
+
+
 def test_unmentions_are_respected():
     got = _labels("Small pericardial effusion. Massive cardiomegaly. Calcified nodules in both lungs.")
     assert math.isnan(got["Pleural Effusion"]) and math.isnan(got["Lung Lesion"])

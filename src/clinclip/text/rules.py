@@ -3,7 +3,7 @@
 The lexicons are YAML files in ``clinclip/text/lexicon/`` (``mentions.yaml``, ``cues.yaml``) that
 users can read and extend. Each lexicon is compiled once per process into a ``_regex.WordScanner``
 (candidate entries looked up by the first characters at each word start), so a report is scanned
-twice in total (mentions, cues) whatever the size of the lexicons.
+three times in total (mentions, exclusions, cues) whatever the size of the lexicons.
 
 Public API: ``Mention`` and ``find_mentions(text)``.
 """
@@ -136,11 +136,12 @@ def _scanners() -> tuple[WordScanner, WordScanner]:
 
 
 # Cue classes, in scanner priority order.
-_CUE_CLASSES = ("pseudo", "negation_post", "uncertainty_post", "negation_both", "uncertainty_both",
-                "negation_pre", "uncertainty_pre", "uncertainty_link", "uncertainty_weak", "termination")
-(_PSEUDO, _NEG_POST, _UNC_POST, _NEG_BOTH, _UNC_BOTH, _NEG_PRE, _UNC_PRE, _UNC_LINK, _UNC_WEAK,
- _TERM) = range(10)
-_BOUNDARY = 10
+_CUE_CLASSES = ("pseudo_change", "pseudo", "negation_post", "uncertainty_post", "negation_both",
+                "uncertainty_both", "negation_pre", "uncertainty_pre", "uncertainty_link", "uncertainty_weak",
+                "termination")
+(_PSEUDO_CHANGE, _PSEUDO, _NEG_POST, _UNC_POST, _NEG_BOTH, _UNC_BOTH, _NEG_PRE, _UNC_PRE, _UNC_LINK,
+ _UNC_WEAK, _TERM) = range(11)
+_BOUNDARY = 11
 
 
 @functools.lru_cache(maxsize=1)
@@ -216,6 +217,9 @@ def _assertions(mentions: list[tuple[int, int, _Entry]], cues: list[tuple[int, i
     # --- pre cues: stream through the text
     current = None  # class of the cue governing the clause so far
     mention_since_cue = False
+    # "no change in A or B": the list under a negated change is coordination, not alternatives
+    coordinated = False
+    listed = [False] * len(mentions)
     ci = 0
     n_cues = len(cues)
     for idx, (ms, me, entry) in enumerate(mentions):
@@ -223,7 +227,10 @@ def _assertions(mentions: list[tuple[int, int, _Entry]], cues: list[tuple[int, i
             _cs, _ce, kind = cues[ci]
             ci += 1
             if kind in (_TERM, _BOUNDARY):
-                current, mention_since_cue = None, False
+                current, mention_since_cue, coordinated = None, False, False
+                continue
+            if kind == _PSEUDO_CHANGE:
+                coordinated = current is None
                 continue
             if kind in (_PSEUDO, _NEG_POST, _UNC_POST, _UNC_WEAK):
                 continue
@@ -238,6 +245,7 @@ def _assertions(mentions: list[tuple[int, int, _Entry]], cues: list[tuple[int, i
             if current is None or mention_since_cue or current not in (_NEG_PRE, _NEG_BOTH):
                 current = kind
             mention_since_cue = False
+        listed[idx] = coordinated
         negated = current in (_NEG_PRE, _NEG_BOTH)
         if entry.fixed == UNCERTAIN:
             out[idx] = NEGATIVE if negated else None  # None: a post negation may still apply
@@ -268,7 +276,7 @@ def _assertions(mentions: list[tuple[int, int, _Entry]], cues: list[tuple[int, i
         if entry.fixed == UNCERTAIN:
             out[idx] = NEGATIVE if assertion == NEGATIVE else UNCERTAIN
             continue
-        if assertion is None:
+        if assertion is None and not listed[idx]:
             # Weak cues ("or", "versus") joining this mention to a neighbour in the same clause.
             prev_end = mentions[idx - 1][1] if idx > 0 else None
             next_start = mentions[idx + 1][0] if idx + 1 < len(mentions) else None
@@ -306,22 +314,6 @@ def _lower(text: str) -> str:
     return low if low.isascii() else _NON_ASCII.sub(" ", low)
 
 
-#: how far before a mention an exclusion may start ("linear radiopaque density": 18 characters)
-_EXCLUSION_REACH = 60
-
-
-def _starts_near(starts: list[int], found: list[tuple[int, int, _Entry]]) -> list[int]:
-    """The word starts from _EXCLUSION_REACH characters before each mention to its end: the only
-    places an exclusion that overlaps a mention can start (scanning only there saves time)."""
-    out: list[int] = []
-    for s, e, _entry in found:
-        i = bisect.bisect_left(starts, s - _EXCLUSION_REACH)
-        if out:
-            i = max(i, bisect.bisect_right(starts, out[-1]))
-        out.extend(starts[i:bisect.bisect_left(starts, e)])
-    return out
-
-
 def _drop_excluded(found: list[tuple[int, int, _Entry]],
                    excluded: list[tuple[int, int, str]]) -> list[tuple[int, int, _Entry]]:
     """``found`` without the observations an overlapping exclusion of their own removes."""
@@ -347,7 +339,7 @@ def scan_spans(text: str) -> list[tuple[int, int, _Entry, str]]:
     found = scanner.scan(low, starts)
     if not found:
         return []
-    excluded = exclusions.scan_all(low, _starts_near(starts, found))
+    excluded = exclusions.scan_all(low, starts)
     if excluded:
         found = _drop_excluded(found, excluded)
         if not found:
