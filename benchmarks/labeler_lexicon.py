@@ -75,10 +75,10 @@ FINDING_TEMPLATES = {
     "negated": ["No {p}.", "There is no evidence of {p}.", "{P} is not seen."],
     "hedged": ["Possible {p}.", "Cannot exclude {p}.", "Findings could represent {p}."],
 }
-SUBJECT_TEMPLATES = {
-    "affirmed": ["{P} {is} {big}.", "{P} {appears} {big2}."],
-    "negated": ["{P} {is} not {big2}.", "{P} {is} normal."],
-    "hedged": ["{P} may be {big}.", "{P} {is} possibly {big2}.", "{P} {is} probably {big}."],
+SUBJECT_TEMPLATES = {  # {big2}: "widened" for Enlarged Cardiomediastinum
+    "affirmed": ["{S} {be} enlarged.", "{S} {appear} {big2}."],
+    "negated": ["{S} {be} not {big2}.", "{S} {be} normal."],
+    "hedged": ["{S} may be enlarged.", "{S} {be} possibly {big2}.", "{S} {be} probably enlarged."],
 }
 
 
@@ -100,10 +100,9 @@ def mention_sentences(obs: str, phrase: str) -> dict[str, list[str]]:
     word = COMPLETIONS.get(phrase, phrase)
     if phrase in SUBJECTS.get(obs, ()):
         subject = word if word.startswith("the ") else "the " + word
-        plural = " and " in word
-        big, big2 = ("enlarged", "widened") if obs == "Enlarged Cardiomediastinum" else ("enlarged", "enlarged")
-        fill = dict(P=_cap(subject), big=big, big2=big2, **{"is": "are" if plural else "is",
-                                                            "appears": "appear" if plural else "appears"})
+        plural = " and " in word  # "cardiac silhouette and vascularity"
+        fill = dict(S=_cap(subject), be="are" if plural else "is", appear="appear" if plural else "appears",
+                    big2="widened" if obs == "Enlarged Cardiomediastinum" else "enlarged")
         return {k: [t.format(**fill) for t in ts] for k, ts in SUBJECT_TEMPLATES.items()}
     return {k: [t.format(p=word, P=_cap(word)) for t in ts] for k, ts in FINDING_TEMPLATES.items()}
 
