@@ -339,7 +339,7 @@ def test_chexpert_phrase_lists_are_covered():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "labeler_lexicon.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "labeler_lexicon.py"
     spec = importlib.util.spec_from_file_location("labeler_lexicon", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
