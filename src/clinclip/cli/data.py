@@ -95,14 +95,31 @@ def prepare_images(
     manifest: Path = typer.Option(..., "--manifest", help="A manifest from `clinclip prepare`."),
     out: Path = typer.Option(..., "--out", help="Folder for the resized PNGs (and, by default, the new manifest)."),
     size: int = typer.Option(256, "--size", help="Shorter side in pixels (aspect kept; never enlarged)."),
-    workers: int = typer.Option(None, "--workers", help="Worker processes (default: CPU count)."),
+    workers: int = typer.Option(None, "--workers", help="Worker processes (default: the CPUs this process may use)."),
     out_manifest: Path = typer.Option(None, "--out-manifest", help="Updated manifest (default OUT/manifest.parquet)."),
+    fmt: str = typer.Option("png", "--format", help="png (one file per image) or store (packed, memory-mapped "
+                                                    "shards of size x size arrays: the fast loader)."),
+    shard_gb: float = typer.Option(1.0, "--shard-gb", help="store: target shard size in GB."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="store: rebuild a store of another manifest/size."),
 ) -> None:
-    """Decode every image once (DICOM windowing included), shrink it and store an 8-bit PNG, then write a
-    manifest pointing at the PNGs. Resumable: existing PNGs are kept. Failures are listed by file."""
-    from clinclip.data.prepare_images import prepare_images as run
+    """Decode every image once (DICOM windowing included), shrink it and store it as an 8-bit PNG (or, with
+    --format store, as a square array in a packed store), then write a manifest pointing at it. Resumable:
+    finished PNGs / shards are kept. Failures are listed by file."""
+    from clinclip.errors import ClinclipError
 
-    summary = run(manifest, out, size=size, workers=workers, out_manifest=out_manifest)
+    if fmt not in ("png", "store"):
+        raise ClinclipError(f"--format {fmt!r}: expected png or store")
+    if fmt == "store":
+        from clinclip.data.store import write_store
+
+        if not shard_gb > 0:
+            raise ClinclipError(f"--shard-gb {shard_gb}: expected a number > 0")
+        summary = write_store(manifest, out, size=size, workers=workers, out_manifest=out_manifest,
+                              shard_bytes=int(shard_gb * 1e9), overwrite=overwrite)
+    else:
+        from clinclip.data.prepare_images import prepare_images as run
+
+        summary = run(manifest, out, size=size, workers=workers, out_manifest=out_manifest)
     typer.echo(f"{summary.images} images: {summary.written} written, {summary.already_done} already done, "
                f"{len(summary.failed)} failed ({summary.seconds:.1f} s)")
     for source, reason in list(summary.failed.items())[:20]:

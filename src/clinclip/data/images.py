@@ -4,6 +4,7 @@
   converted to luminance; 16-bit (and 32-bit integer / float) images are scaled linearly from their own
   value range (min..max) to 0..255, which is what a 12-bit-in-16 CXR export needs (a fixed /257 would leave
   it nearly black); EXIF orientation is applied.
+- A packed image store record (``<store folder>/store.json#<record>``): the stored uint8 array as it is.
 - DICOM (pydicom): modality LUT / Rescale Slope+Intercept, then the VOI LUT Sequence or Window
   Center/Width (``pydicom.pixels.apply_voi_lut``, first window), then the windowed output range (the VOI LUT's
   entries, or the windowing's nominal output range) is scaled to 0..255; without any VOI the image's own
@@ -50,7 +51,18 @@ def is_dicom(path: str | os.PathLike) -> bool:
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a PNG/JPEG/DICOM chest X-ray as a uint8 H×W grayscale array (see the module docstring)."""
+    """Read a PNG/JPEG/DICOM chest X-ray as a uint8 H×W grayscale array (see the module docstring); a packed
+    image store reference (``<store folder>/store.json#<record>``, ``clinclip.data.store``) is read from
+    the store without decoding."""
+    from clinclip.data.store import parse_store_ref
+
+    if parse_store_ref(path) is not None:
+        from clinclip.data.store import read_store_image
+
+        try:
+            return read_store_image(path)
+        except ClinclipError as err:
+            raise ImageReadError(path, str(err)) from None
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(path, "file not found" if not path.exists() else "not a regular file")

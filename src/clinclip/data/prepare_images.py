@@ -9,6 +9,9 @@ resumed run simply skips files that exist (each is written to a temp file and re
 is always complete). The updated manifest (default ``OUT/manifest.parquet``) is the input manifest with
 ``image_path`` pointing at the PNG and the original kept in ``source_image_path``; images that fail to
 decode are left out of it and listed, with the reason, in ``<manifest stem>.skipped.csv``.
+
+``--format store`` writes a packed image store instead (``clinclip.data.store``): fixed-size arrays in a few
+memory-mapped shards, read at memory speed by the training and evaluation loaders.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from clinclip.data.images import ImageReadError, load_image, resize_shorter_side
 from clinclip.data.prepare import skipped_path
 from clinclip.errors import ClinclipError
 from clinclip.manifest import read_manifest, write_manifest
+from clinclip.system import available_cpus
 
 
 @dataclass
@@ -76,7 +80,7 @@ def prepare_images(manifest: str | os.PathLike, out_dir: str | os.PathLike, size
     already = len(frame) - len(todo)
     failed: dict[str, str] = {}
     written = 0
-    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    workers = available_cpus() if workers is None else max(1, int(workers))
     bar = tqdm(total=len(todo), desc="prepare-images", unit="img", disable=not progress or not todo)
     if workers == 1 or len(todo) <= 1:
         results = map(_convert, todo)

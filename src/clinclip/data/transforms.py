@@ -4,7 +4,9 @@ Evaluation: resize (shorter side to S, then centre crop S×S; or ``squash`` stra
 processor does), grayscale replicated to 3 channels, normalised by the model's mean/std.
 Training (the CXR-CLIP recipe the paper presets follow): random resized crop (scale 0.8-1, aspect 3/4-4/3),
 optional CLAHE (contrast-limited adaptive histogram equalisation, tile grid 8×8, clip limit 2, applied
-with probability ``clahe_p``), light brightness/contrast jitter. Every random draw goes through an optional
+with probability ``clahe_p``), light brightness/contrast jitter. ``BatchImageTransform`` applies the same
+augmentation to a whole batch of equally sized images at once (a packed store's records), on the GPU when
+the batch is there. Every random draw goes through an optional
 ``torch.Generator`` so augmentation is reproducible; without one the global torch RNG is used (which the
 DataLoader seeds per worker).
 """
@@ -12,7 +14,7 @@ DataLoader seeds per worker).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -86,28 +88,29 @@ def random_resized_crop_box(height: int, width: int, scale: Sequence[float], rat
 
 
 def clahe(x: torch.Tensor, clip_limit: float = 2.0, grid: int = 8) -> torch.Tensor:
-    """Contrast-limited adaptive histogram equalisation of a 1×1×H×W image in [0, 1] (OpenCV's method:
-    per-tile clipped histograms, redistributed excess, bilinear blending of the neighbouring tiles' maps)."""
-    img = x[0, 0]
-    height, width = img.shape
+    """Contrast-limited adaptive histogram equalisation of N×1×H×W images in [0, 1] (OpenCV's method:
+    per-tile clipped histograms, redistributed excess, bilinear blending of the neighbouring tiles' maps),
+    all images of the batch at once, on the batch's device."""
+    n, _, height, width = x.shape
+    device = x.device
     grid_h, grid_w = min(grid, height), min(grid, width)
     tile_h, tile_w = math.ceil(height / grid_h), math.ceil(width / grid_w)
     pad_h, pad_w = tile_h * grid_h - height, tile_w * grid_w - width
-    levels = (img * 255).round().clamp(0, 255).long()
-    padded = F.pad(levels[None, None].float(), (0, pad_w, 0, pad_h), mode="reflect" if
-                   (pad_h < height and pad_w < width) else "replicate")[0, 0].long()
-    tiles = padded.reshape(grid_h, tile_h, grid_w, tile_w).permute(0, 2, 1, 3).reshape(grid_h * grid_w, -1)
-    offsets = torch.arange(grid_h * grid_w).unsqueeze(1) * 256
-    hist = torch.bincount((tiles + offsets).flatten(), minlength=grid_h * grid_w * 256).float()
-    hist = hist.reshape(grid_h * grid_w, 256)
+    levels = (x[:, 0] * 255).round().clamp(0, 255).long()  # N x H x W
+    padded = F.pad(levels[:, None].float(), (0, pad_w, 0, pad_h), mode="reflect" if
+                   (pad_h < height and pad_w < width) else "replicate")[:, 0].long()
+    tiles = padded.reshape(n, grid_h, tile_h, grid_w, tile_w).permute(0, 1, 3, 2, 4).reshape(n * grid_h * grid_w, -1)
+    offsets = torch.arange(n * grid_h * grid_w, device=device).unsqueeze(1) * 256
+    hist = torch.bincount((tiles + offsets).flatten(), minlength=n * grid_h * grid_w * 256).float()
+    hist = hist.reshape(n * grid_h * grid_w, 256)
     tile_pixels = tile_h * tile_w
     limit = max(1.0, clip_limit * tile_pixels / 256)
     excess = (hist - limit).clamp(min=0).sum(dim=1, keepdim=True)
     hist = hist.clamp(max=limit) + excess / 256
-    lut = (hist.cumsum(dim=1) / tile_pixels).clamp(0, 1)  # (tiles, 256) mapping level -> [0, 1]
+    lut = (hist.cumsum(dim=1) / tile_pixels).clamp(0, 1)  # (N * tiles, 256) mapping level -> [0, 1]
     # Bilinear blend between the 4 tile centres around each pixel.
-    fy = (torch.arange(height, dtype=torch.float32) + 0.5) / tile_h - 0.5
-    fx = (torch.arange(width, dtype=torch.float32) + 0.5) / tile_w - 0.5
+    fy = (torch.arange(height, dtype=torch.float32, device=device) + 0.5) / tile_h - 0.5
+    fx = (torch.arange(width, dtype=torch.float32, device=device) + 0.5) / tile_w - 0.5
     y0 = fy.floor().clamp(0, grid_h - 1).long()
     x0 = fx.floor().clamp(0, grid_w - 1).long()
     y1 = (y0 + 1).clamp(max=grid_h - 1)
@@ -115,13 +118,14 @@ def clahe(x: torch.Tensor, clip_limit: float = 2.0, grid: int = 8) -> torch.Tens
     wy = (fy - y0.float()).clamp(0, 1)[:, None]
     wx = (fx - x0.float()).clamp(0, 1)[None, :]
     flat = lut.flatten()
+    image_base = (torch.arange(n, device=device) * (grid_h * grid_w * 256))[:, None, None] + levels
 
     def value(ty: torch.Tensor, tx: torch.Tensor) -> torch.Tensor:
-        return flat[(ty[:, None] * grid_w + tx[None, :]) * 256 + levels]
+        return flat[(ty[:, None] * grid_w + tx[None, :]) * 256 + image_base]
 
     top = value(y0, x0) * (1 - wx) + value(y0, x1) * wx
     bottom = value(y1, x0) * (1 - wx) + value(y1, x1) * wx
-    return (top * (1 - wy) + bottom * wy)[None, None]
+    return (top * (1 - wy) + bottom * wy)[:, None]
 
 
 class ImageTransform:
@@ -160,23 +164,88 @@ class ImageTransform:
                  f"clahe_p={self.clahe_p}") if self.train else ""
         return f"ImageTransform(size={self.size}, train={self.train}, resize_mode={self.resize_mode!r}{extra})"
 
+    def draw(self, height: int, width: int, generator: torch.Generator | None = None) -> "AugmentParams":
+        """The random choices of one training sample, in a fixed order (crop box, CLAHE, brightness,
+        contrast), so the per-image and the batched transforms draw the same values from the same seed."""
+        top, left, h, w = random_resized_crop_box(height, width, self.crop_scale, self.crop_ratio, generator)
+        use_clahe = self.clahe_p > 0 and _uniform(0, 1, generator) < self.clahe_p
+        brightness = _uniform(1 - self.brightness, 1 + self.brightness, generator) if self.brightness > 0 else 1.0
+        contrast = _uniform(1 - self.contrast, 1 + self.contrast, generator) if self.contrast > 0 else 1.0
+        return AugmentParams((top, left, h, w), use_clahe, brightness, contrast)
+
     def __call__(self, image: np.ndarray, generator: torch.Generator | None = None) -> torch.Tensor:
         x = to_float_image(image)
         if self.train:
-            top, left, h, w = random_resized_crop_box(x.shape[-2], x.shape[-1], self.crop_scale, self.crop_ratio,
-                                                      generator)
+            p = self.draw(x.shape[-2], x.shape[-1], generator)
+            top, left, h, w = p.box
             x = resize(x[..., top:top + h, left:left + w], self.size, self.size)
-            if self.clahe_p > 0 and _uniform(0, 1, generator) < self.clahe_p:
+            if p.clahe:
                 x = clahe(x, self.clahe_clip_limit, self.clahe_grid)
-            if self.brightness > 0:
-                x = x * _uniform(1 - self.brightness, 1 + self.brightness, generator)
-            if self.contrast > 0:
-                centre = x.mean()
-                x = (x - centre) * _uniform(1 - self.contrast, 1 + self.contrast, generator) + centre
-            x = x.clamp(0, 1)
+            x = _jitter(x, p.brightness, p.contrast)
         elif self.resize_mode == "squash":
             x = resize(x, self.size, self.size)
         else:
             x = resize_shorter_center_crop(x, self.size)
         x = x[0].expand(3, -1, -1)
         return ((x - self.mean) / self.std).contiguous()
+
+
+class AugmentParams(NamedTuple):
+    box: tuple[int, int, int, int]  # top, left, height, width of the crop
+    clahe: bool
+    brightness: float
+    contrast: float
+
+
+def _jitter(x: torch.Tensor, brightness, contrast) -> torch.Tensor:
+    """Brightness and contrast factors (a number, or one per image as an N×1×1×1 tensor), clamped to [0, 1]."""
+    x = x * brightness
+    centre = x.mean(dim=(-3, -2, -1), keepdim=True)
+    return ((x - centre) * contrast + centre).clamp(0, 1)
+
+
+class BatchImageTransform:
+    """The batched form of an :class:`ImageTransform` for images of one shape (a packed image store's
+    records): uint8 N×H×W tensor (on any device) + one seed per image -> normalised float N×3×S×S on that
+    device. Each image's random choices come from ``torch.Generator().manual_seed(seed)`` exactly as the
+    per-image transform draws them; the crops are then resampled together (``grid_sample``, bilinear), CLAHE
+    runs on the chosen images at once, and the jitter is a broadcast. Without antialiasing, so keep the
+    stored size close to the crop size (256 for 224)."""
+
+    def __init__(self, transform: ImageTransform):
+        self.transform = transform
+
+    def __repr__(self) -> str:
+        return f"BatchImageTransform({self.transform!r})"
+
+    def __call__(self, images: torch.Tensor, seeds: Sequence[int] | None = None) -> torch.Tensor:
+        t = self.transform
+        if images.dtype != torch.uint8 or images.dim() != 3:
+            raise ClinclipError(f"batch image transform: expected a uint8 N×H×W tensor, got {images.dtype} "
+                                f"{tuple(images.shape)}")
+        n, height, width = images.shape
+        device = images.device
+        x = images[:, None].float().div_(255.0)
+        mean, std = t.mean.to(device), t.std.to(device)
+        if not t.train:
+            x = resize(x, t.size, t.size) if t.resize_mode == "squash" else resize_shorter_center_crop(x, t.size)
+            return ((x.expand(-1, 3, -1, -1) - mean) / std).contiguous()
+        if seeds is None or len(seeds) != n:
+            raise ClinclipError(f"batch image transform: training needs one seed per image ({n}), got "
+                                f"{None if seeds is None else len(seeds)}")
+        params = [t.draw(height, width, torch.Generator().manual_seed(int(s))) for s in seeds]
+        boxes = torch.tensor([p.box for p in params], dtype=torch.float32, device=device)
+        top, left, h, w = boxes.unbind(1)
+        # Output pixel centre u in (0, 1) of the crop -> source coordinate -> grid_sample's [-1, 1] range.
+        u = (torch.arange(t.size, dtype=torch.float32, device=device) + 0.5) / t.size
+        gx = 2 * (left[:, None] + u[None] * w[:, None]) / width - 1
+        gy = 2 * (top[:, None] + u[None] * h[:, None]) / height - 1
+        grid = torch.stack([gx[:, None, :].expand(n, t.size, t.size), gy[:, :, None].expand(n, t.size, t.size)],
+                           dim=-1)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        chosen = torch.tensor([p.clahe for p in params], device=device)
+        if bool(chosen.any()):
+            x[chosen] = clahe(x[chosen], t.clahe_clip_limit, t.clahe_grid)
+        factors = torch.tensor([[p.brightness, p.contrast] for p in params], dtype=torch.float32, device=device)
+        x = _jitter(x, factors[:, 0].view(n, 1, 1, 1), factors[:, 1].view(n, 1, 1, 1))
+        return ((x.expand(-1, 3, -1, -1) - mean) / std).contiguous()

@@ -26,6 +26,7 @@ from clinclip.losses.config import LossConfig, load_variant
 from clinclip.models.config import ModelConfig
 
 PRECISIONS = ("auto", "fp32", "bf16")
+AUGMENT_ON = ("auto", "loader", "device")
 CONFIG_FILE = "config.yaml"
 
 
@@ -42,6 +43,9 @@ class DataConfig:
     clahe_p: float = 0.5  # probability of CLAHE per image
     brightness: float = 0.1  # multiplicative jitter range +-
     contrast: float = 0.1
+    # Packed image store (prepare-images --format store): where the batched augmentation runs. auto: on the
+    # training device when it is a GPU, else in the loader workers; loader; device.
+    augment_on: str = "auto"
 
 
 @dataclass
@@ -119,6 +123,8 @@ class TrainConfig:
         check_number(where, "data.clahe_p", d.clahe_p, low=0, high=1)
         for key in ("brightness", "contrast"):
             check_number(where, f"data.{key}", getattr(d, key), low=0, high=1, high_open=True)
+        if d.augment_on not in AUGMENT_ON:
+            raise bad("data.augment_on", d.augment_on, f"allowed: {', '.join(AUGMENT_ON)}")
         if d.max_rows is not None and d.max_rows < 1:
             raise bad("data.max_rows", d.max_rows, "expected an integer >= 1 or null")
         return self

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from clinclip.data.images import ImageReadError, load_image
+from clinclip.data.store import is_store_ref
 from clinclip.errors import ClinclipError
 from clinclip.manifest import LABEL_VALUES, SKIP_COLUMN, blank, read_manifest, select_split, skipped
 from clinclip.observations import OBSERVATIONS
@@ -178,13 +179,18 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 class ManifestDataset(Dataset):
     """Item ``i``: ``{"index", "pixel_values", "text", "labels", ...}``, or ``{"index", "skip", "path"}`` when the
-    image cannot be read (the collate drops it and reports it)."""
+    image cannot be read (the collate drops it and reports it).
 
-    def __init__(self, rows: TrainingRows, transform, seed: int = 0):
+    ``batched=True`` (images of one shape, from a packed image store): the item carries the stored uint8
+    image (``image_uint8``) and its augmentation seed (``aug_seed``) instead of ``pixel_values``; a
+    ``BatchImageTransform`` turns the whole batch into ``pixel_values`` (in the collate, or on the GPU)."""
+
+    def __init__(self, rows: TrainingRows, transform, seed: int = 0, batched: bool = False):
         self.rows = rows
         self.transform = transform
         self.seed = seed
         self.epoch = 0
+        self.batched = batched
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -195,16 +201,18 @@ class ManifestDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         rows = self.rows
         path = rows.image_paths[index]
+        seed = sample_seed(self.seed, self.epoch, index)
         try:
             image = load_image(path)
-            # Augmentation draws from a generator of its own (see the module docstring).
-            generator = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, index))
-            pixels = self.transform(image, generator=generator)
+            if self.batched:
+                item = {"index": index, "image_uint8": torch.from_numpy(image), "aug_seed": seed}
+            else:
+                # Augmentation draws from a generator of its own (see the module docstring).
+                item = {"index": index, "pixel_values": self.transform(image, generator=torch.Generator().manual_seed(seed))}
         except (ImageReadError, ClinclipError, OSError) as err:  # OSError: I/O below load_image's own checks
-            reason = MISSING_IMAGE if not os.path.exists(path) else UNREADABLE_IMAGE
+            reason = MISSING_IMAGE if not os.path.exists(path) and not is_store_ref(path) else UNREADABLE_IMAGE
             return {"index": index, "skip": reason, "path": path, "error": _first_line(err)}
-        item = {"index": index, "pixel_values": pixels, "text": rows.texts[index],
-                "labels": torch.from_numpy(rows.labels[index])}
+        item.update({"text": rows.texts[index], "labels": torch.from_numpy(rows.labels[index])})
         if rows.neg_texts is not None:
             item["neg_text"] = rows.neg_texts[index]
         if rows.graphs is not None:
@@ -225,18 +233,21 @@ class TrainCollator:
     """List of dataset items -> the model's batch (keys of docs/ARCHITECTURE.md) + ``labels``, ``neg_labels``,
     ``indices`` and ``skipped`` (list of ``(path, reason, error)`` of the images dropped from this batch).
 
-    Holds only the (picklable, fast) tokenizer, not the model, so it travels cheaply to loader workers."""
+    Holds only the (picklable, fast) tokenizer, not the model, so it travels cheaply to loader workers.
+    Batched items (``image_uint8``) become ``images_uint8`` + ``aug_seeds``, or ``pixel_values`` when a
+    ``batch_transform`` is given (augmentation in the loader workers)."""
 
-    def __init__(self, tokenizer, max_length: int, padding: bool | str = True):
+    def __init__(self, tokenizer, max_length: int, padding: bool | str = True, batch_transform=None):
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.padding = padding
+        self.batch_transform = batch_transform
 
     @classmethod
-    def for_model(cls, model) -> "TrainCollator":
+    def for_model(cls, model, batch_transform=None) -> "TrainCollator":
         # SigLIP towers were trained on texts padded to full length (HfClipModel.tokenize does the same).
         padding = "max_length" if getattr(model, "kind", None) == "siglip" else True
-        return cls(model.tokenizer, model.max_text_length, padding)
+        return cls(model.tokenizer, model.max_text_length, padding, batch_transform)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         encoded = self.tokenizer(texts, padding=self.padding, truncation=True, max_length=self.max_length,
@@ -252,7 +263,15 @@ class TrainCollator:
         }
         if not good:
             return batch
-        batch["pixel_values"] = torch.stack([it["pixel_values"] for it in good])
+        if "image_uint8" in good[0]:
+            images = torch.stack([it["image_uint8"] for it in good])
+            seeds = torch.tensor([it["aug_seed"] for it in good], dtype=torch.long)
+            if self.batch_transform is not None:
+                batch["pixel_values"] = self.batch_transform(images, seeds.tolist())
+            else:
+                batch["images_uint8"], batch["aug_seeds"] = images, seeds
+        else:
+            batch["pixel_values"] = torch.stack([it["pixel_values"] for it in good])
         tokens = self.tokenize([it["text"] for it in good])
         batch["input_ids"], batch["attention_mask"] = tokens["input_ids"], tokens["attention_mask"]
         batch["labels"] = torch.stack([it["labels"] for it in good])

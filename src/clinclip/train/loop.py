@@ -138,6 +138,18 @@ def build_model(cfg: TrainConfig, loss_cfg):
     return model
 
 
+def store_batch_transform(image_paths, transform):
+    """A ``BatchImageTransform`` when every image is a record of packed stores of one shape (after checking
+    each store's shard checksums once, here in the main process), else None (per-image loading)."""
+    from clinclip.data.store import is_store_ref, open_store, verify_stores
+    from clinclip.data.transforms import BatchImageTransform
+
+    if not image_paths or not all(is_store_ref(p) for p in image_paths):
+        return None
+    shapes = {open_store(folder).shape for folder in verify_stores(image_paths)}
+    return BatchImageTransform(transform) if len(shapes) == 1 else None
+
+
 class _RunLog:
     """log.jsonl (+ TensorBoard) on rank 0."""
 
@@ -227,12 +239,14 @@ class _Trainer:
             train=cfg.data.augment, crop_scale=(cfg.data.crop_scale_min, 1.0), clahe_p=cfg.data.clahe_p,
             brightness=cfg.data.brightness, contrast=cfg.data.contrast) if cfg.data.augment \
             else model.image_transform(train=False)
-        dataset = ManifestDataset(rows, transform, seed=cfg.seed)
+        batch_transform = store_batch_transform(rows.image_paths, transform)
+        dataset = ManifestDataset(rows, transform, seed=cfg.seed, batched=batch_transform is not None)
         sampler = ResumableDistributedSampler(dataset, ctx.world_size, ctx.rank, cfg.seed)
         steps_per_epoch = len(sampler) // per_rank
         total_steps = cfg.steps or cfg.epochs * steps_per_epoch
         warmup = cfg.warmup_steps or round(cfg.warmup_epochs * steps_per_epoch)
         device = ctx.device
+        augment_in_loader = cfg.data.augment_on == "loader" or (cfg.data.augment_on == "auto" and device.type != "cuda")
         autocast_dtype = resolve_precision(cfg.precision, device)
         if loss_cfg.graph:
             graphs = rows.graphs + (rows.neg_graphs or [])
@@ -275,7 +289,8 @@ class _Trainer:
                            loss_fn=loss_fn, dataset=dataset, sampler=sampler, per_rank=per_rank,
                            total_steps=total_steps, steps_per_epoch=steps_per_epoch, autocast_dtype=autocast_dtype,
                            position=position, skipped=skipped, skipped_batches=skipped_batches, log=log, rows=rows,
-                           needs=set(needs))
+                           needs=set(needs), batch_transform=batch_transform,
+                           augment_in_loader=augment_in_loader)
         try:
             self._loop(state)
         except KeyboardInterrupt:
@@ -309,7 +324,7 @@ class _Trainer:
     def _loop(self, s: "_LoopState") -> None:
         cfg, ctx = self.cfg, self.ctx
         pos = s.position
-        collate = TrainCollator.for_model(s.model)
+        collate = TrainCollator.for_model(s.model, s.batch_transform if s.augment_in_loader else None)
         bar = tqdm(total=s.total_steps, initial=pos["step"], disable=not (ctx.is_main and cfg.progress),
                    desc=f"train {s.loss_fn.cfg.name}", unit="step", dynamic_ncols=True)
         window_start, window_samples = time.perf_counter(), 0
@@ -369,7 +384,10 @@ class _Trainer:
         cfg = self.cfg
         device = s.model.device
         inputs = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()
-                  if k not in ("skipped", "indices", "labels", "neg_labels")}
+                  if k not in ("skipped", "indices", "labels", "neg_labels", "images_uint8", "aug_seeds")}
+        if "images_uint8" in batch:  # a packed store's records, augmented here as one batch (on the GPU)
+            inputs["pixel_values"] = s.batch_transform(batch["images_uint8"].to(device, non_blocking=True),
+                                                       batch["aug_seeds"].tolist())
         labels = batch["labels"].to(device) if "labels" in s.needs else None
         neg_labels = batch["neg_labels"].to(device) if "neg_labels" in s.needs else None
         with torch.autocast(device_type=device.type, dtype=s.autocast_dtype or torch.float32,
@@ -466,3 +484,5 @@ class _LoopState:
     log: _RunLog
     rows: Any
     needs: set
+    batch_transform: Any = None  # BatchImageTransform when the images come from a packed store
+    augment_in_loader: bool = True
