@@ -87,6 +87,20 @@ def test_truncated_shard_is_detected_and_named_and_a_rerun_repairs_it(tmp_path):
     ImageStore(tmp_path / "store", verify="checksum")
 
 
+def test_clahe_plane_holds_the_training_clahe_of_each_image(tmp_path):
+    from clinclip.data.store import clahe_uint8, read_store_image
+
+    manifest, _ = _manifest(tmp_path)
+    summary = write_store(manifest, tmp_path / "store", size=16, workers=1, progress=False, clahe=True)
+    store = open_store(tmp_path / "store", verify="checksum")
+    assert store.planes == 2 and store.clahe == {"clip_limit": 2.0, "grid": 8}
+    ref = str(summary.manifest.parent / pd.read_parquet(summary.manifest)["image_path"][4])
+    image = load_image(ref)  # plane 0: the image itself
+    assert np.array_equal(read_store_image(ref, plane=1), clahe_uint8(image, 2.0, 8))
+    assert not np.array_equal(read_store_image(ref, plane=1), image)
+    assert np.array_equal(store.read_many([4, 0], plane=1)[0], read_store_image(ref, plane=1))
+
+
 def test_store_of_another_manifest_needs_overwrite(tmp_path):
     manifest, _ = _manifest(tmp_path)
     write_store(manifest, tmp_path / "store", size=16, workers=1, progress=False)

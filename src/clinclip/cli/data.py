@@ -100,6 +100,8 @@ def prepare_images(
     fmt: str = typer.Option("png", "--format", help="png (one file per image) or store (packed, memory-mapped "
                                                     "shards of size x size arrays: the fast loader)."),
     shard_gb: float = typer.Option(1.0, "--shard-gb", help="store: target shard size in GB."),
+    clahe: bool = typer.Option(False, "--clahe", help="store: also store each image's CLAHE (clip limit 2, 8x8 "
+                                                      "tiles), read by training instead of computing it per crop."),
     overwrite: bool = typer.Option(False, "--overwrite", help="store: rebuild a store of another manifest/size."),
 ) -> None:
     """Decode every image once (DICOM windowing included), shrink it and store it as an 8-bit PNG (or, with
@@ -115,7 +117,7 @@ def prepare_images(
         if not shard_gb > 0:
             raise ClinclipError(f"--shard-gb {shard_gb}: expected a number > 0")
         summary = write_store(manifest, out, size=size, workers=workers, out_manifest=out_manifest,
-                              shard_bytes=int(shard_gb * 1e9), overwrite=overwrite)
+                              shard_bytes=int(shard_gb * 1e9), overwrite=overwrite, clahe=clahe)
     else:
         from clinclip.data.prepare_images import prepare_images as run
 

@@ -3,10 +3,11 @@ shard files that are memory-mapped, so training and evaluation read pixels witho
 
 Layout of a store folder (written by ``clinclip prepare-images --format store``)::
 
-    store.json              format, record shape, and per shard: file, records, bytes, CRC-32
+    store.json              format, record shape (planes × height × width), and per shard: file, records,
+                            bytes, CRC-32
     index.parquet           record -> image_id, source_image_path, shard, offset (bytes), height, width,
                             source_height, source_width
-    shards/shard-00000.bin  records back to back (height × width bytes each, row-major)
+    shards/shard-00000.bin  records back to back (planes × height × width bytes each, row-major)
     shards/shard-00000.json that shard's index rows and failures (the unit of resumption)
 
 An image is referenced from a manifest as ``<store folder>/store.json#<record>`` (``store_ref``);
@@ -16,6 +17,10 @@ Each image is decoded once (DICOM windowing included), its shorter side resized 
 ``size × size`` square kept: chest radiographs are close to square and the training crop and the evaluation
 centre crop both work inside that square. A fixed record size is what makes a shard a plain array and a
 batch of records a single tensor (batched augmentation, ``BatchImageTransform``).
+
+With ``clahe=True`` every record holds a second plane: the image after CLAHE (deterministic, so computed
+once here instead of on every epoch's crop). Training with CLAHE probability p then reads the CLAHE plane for
+the samples whose draw chose CLAHE; everything else (``load_image``, evaluation) reads plane 0, the image.
 
 Shard ``k`` holds the readable images of manifest rows ``[k·R, (k+1)·R)`` (R = ``rows_per_shard``). It is
 written to a temporary file and renamed once complete, then its ``.json`` is written: a rerun skips every
@@ -101,7 +106,9 @@ class ImageStore:
             raise ClinclipError(f"{meta_path}: not a {STORE_FORMAT} version {STORE_VERSION} file")
         self.meta = meta
         self.shape = (int(meta["height"]), int(meta["width"]))
-        self.record_bytes = self.shape[0] * self.shape[1]
+        self.planes = int(meta.get("planes", 1))
+        self.clahe = meta.get("clahe")  # {"clip_limit", "grid"} of plane 1, or None
+        self.record_bytes = self.planes * self.shape[0] * self.shape[1]
         self.shard_paths = [self.directory / SHARD_DIR / s["file"] for s in meta["shards"]]
         for path, shard in zip(self.shard_paths, meta["shards"]):
             size = path.stat().st_size if path.is_file() else None
@@ -131,8 +138,9 @@ class ImageStore:
         mapped = self._maps[shard]
         if mapped is None:
             count = self.meta["shards"][shard]["records"]
-            mapped = np.memmap(self.shard_paths[shard], dtype=np.uint8, mode="r",
-                               shape=(count, *self.shape)) if count else np.zeros((0, *self.shape), np.uint8)
+            shape = (count, self.planes, *self.shape)
+            mapped = np.memmap(self.shard_paths[shard], dtype=np.uint8, mode="r", shape=shape) if count \
+                else np.zeros(shape, np.uint8)
             self._maps[shard] = mapped
         return mapped
 
@@ -141,14 +149,16 @@ class ImageStore:
             raise ClinclipError(f"{self.directory / STORE_META}: record {record} out of range (the store holds "
                                 f"{len(self)} images)")
 
-    def read(self, record: int) -> np.ndarray:
-        """A copy of one record (uint8, ``shape``)."""
+    def read(self, record: int, plane: int = 0) -> np.ndarray:
+        """A copy of one record's plane (uint8, ``shape``): 0 the image, 1 its CLAHE (stores with ``clahe``)."""
         self._check(record)
+        if not 0 <= plane < self.planes:
+            raise ClinclipError(f"{self.directory / STORE_META}: plane {plane} asked for; the store has {self.planes}")
         shard = int(self._shard[record])
-        return np.array(self._map(shard)[self._offset[record] // self.record_bytes])
+        return np.array(self._map(shard)[self._offset[record] // self.record_bytes, plane])
 
-    def read_many(self, records) -> np.ndarray:
-        """N records as one ``N × H × W`` uint8 array (a single copy per shard)."""
+    def read_many(self, records, plane: int = 0) -> np.ndarray:
+        """N records' plane as one ``N × H × W`` uint8 array (a single copy per shard)."""
         records = np.asarray(records, dtype=np.int64)
         out = np.empty((len(records), *self.shape), dtype=np.uint8)
         if len(records) == 0:
@@ -158,7 +168,7 @@ class ImageStore:
         shards = self._shard[records]
         for shard in np.unique(shards):
             where = np.flatnonzero(shards == shard)
-            out[where] = self._map(int(shard))[self._offset[records[where]] // self.record_bytes]
+            out[where] = self._map(int(shard))[self._offset[records[where]] // self.record_bytes, plane]
         return out
 
 
@@ -175,13 +185,13 @@ def open_store(directory: str | os.PathLike, verify: str = "size") -> ImageStore
     return store
 
 
-def read_store_image(path: str | os.PathLike) -> np.ndarray:
-    """The uint8 image of a ``store_ref`` path."""
+def read_store_image(path: str | os.PathLike, plane: int = 0) -> np.ndarray:
+    """The uint8 image (or, ``plane=1``, its stored CLAHE) of a ``store_ref`` path."""
     parsed = parse_store_ref(path)
     if parsed is None:
         raise ClinclipError(f"{path}: not an image store reference (<folder>/{STORE_META}#<record>)")
     directory, record = parsed
-    return open_store(directory).read(record)
+    return open_store(directory).read(record, plane)
 
 
 def verify_stores(paths) -> list[Path]:
@@ -227,22 +237,35 @@ def square_record(image: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(image[top:top + size, left:left + size])
 
 
-def _decode(job: tuple[str, int]) -> tuple[np.ndarray | None, tuple[int, int], str]:
-    """(source, size) -> (record or None, source shape, failure message). Runs in a worker process."""
+def clahe_uint8(image: np.ndarray, clip_limit: float, grid: int) -> np.ndarray:
+    """CLAHE of a uint8 image (the training transform's ``clahe``), rounded back to uint8."""
+    import torch
+
+    from clinclip.data.transforms import clahe
+
+    x = torch.from_numpy(image).float().div_(255.0)[None, None]
+    return clahe(x, clip_limit, grid)[0, 0].mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def _decode(job: tuple[str, int, dict | None]) -> tuple[np.ndarray | None, tuple[int, int], str]:
+    """(source, size, CLAHE settings or None) -> (planes × size × size record or None, source shape, failure
+    message). Runs in a worker process."""
     from clinclip.data.images import ImageReadError, load_image
 
-    source, size = job
+    source, size, clahe = job
     try:
         image = load_image(source)
-        return square_record(image, size), image.shape, ""
+        record = square_record(image, size)
+        planes = [record] if clahe is None else [record, clahe_uint8(record, clahe["clip_limit"], clahe["grid"])]
+        return np.stack(planes), image.shape, ""
     except ImageReadError as err:
         return None, (0, 0), err.cause
     except Exception as err:  # noqa: BLE001 - one bad image must not stop the run; reported by file
         return None, (0, 0), f"{type(err).__name__}: {err}"
 
 
-def _manifest_fingerprint(sources: list[str], size: int, rows_per_shard: int) -> str:
-    h = hashlib.sha1(f"{size}:{rows_per_shard}\n".encode())
+def _manifest_fingerprint(sources: list[str], size: int, rows_per_shard: int, clahe: dict | None) -> str:
+    h = hashlib.sha1(f"{size}:{rows_per_shard}:{json.dumps(clahe, sort_keys=True)}\n".encode())
     for s in sources:
         h.update(s.encode("utf-8", "surrogatepass") + b"\n")
     return h.hexdigest()
@@ -251,7 +274,8 @@ def _manifest_fingerprint(sources: list[str], size: int, rows_per_shard: int) ->
 def write_store(manifest: str | os.PathLike, out_dir: str | os.PathLike, size: int = 256,
                 workers: int | None = None, out_manifest: str | os.PathLike | None = None,
                 rows_per_shard: int | None = None, shard_bytes: int = 1 << 30, progress: bool = True,
-                overwrite: bool = False) -> StoreSummary:
+                overwrite: bool = False, clahe: bool = False, clahe_clip_limit: float = 2.0,
+                clahe_grid: int = 8) -> StoreSummary:
     """Pack every image of ``manifest`` into a store at ``out_dir`` (resumable; see the module docstring)
     and write the manifest pointing at it (default ``out_dir/manifest.parquet``; ``source_image_path`` keeps
     the original). Images that fail to decode are left out and listed in ``<manifest stem>.skipped.csv``."""
@@ -270,10 +294,12 @@ def write_store(manifest: str | os.PathLike, out_dir: str | os.PathLike, size: i
         frame["image_id"] = [Path(p).stem for p in frame["image_path"]]
     out_dir = Path(out_dir).resolve()
     out_manifest = Path(out_manifest) if out_manifest else out_dir / "manifest.parquet"
-    record_bytes = size * size
+    clahe_settings = {"clip_limit": float(clahe_clip_limit), "grid": int(clahe_grid)} if clahe else None
+    planes = 2 if clahe else 1
+    record_bytes = planes * size * size
     rows_per_shard = int(rows_per_shard or max(1, shard_bytes // record_bytes))
     sources = [str(p) for p in frame["image_path"]]
-    fingerprint = _manifest_fingerprint(sources, size, rows_per_shard)
+    fingerprint = _manifest_fingerprint(sources, size, rows_per_shard, clahe_settings)
     shard_dir = out_dir / SHARD_DIR
     plan_path = out_dir / "store.plan.json"
     if plan_path.is_file() or (out_dir / STORE_META).is_file():
@@ -302,8 +328,8 @@ def write_store(manifest: str | os.PathLike, out_dir: str | os.PathLike, size: i
             data_path, side_path = shard_dir / f"{name}.bin", shard_dir / f"{name}.json"
             done = _completed_shard(data_path, side_path)
             if done is None:
-                done = _write_shard(data_path, side_path, [sources[i] for i in rows], list(rows), size, executor,
-                                    workers, bar)
+                done = _write_shard(data_path, side_path, [sources[i] for i in rows], list(rows), size,
+                                    clahe_settings, executor, workers, bar)
                 written += len(done["records"])
             else:
                 already += len(done["records"])
@@ -325,8 +351,8 @@ def write_store(manifest: str | os.PathLike, out_dir: str | os.PathLike, size: i
     index = pd.DataFrame(index_rows, columns=["image_id", "source_image_path", "shard", "offset", "height",
                                               "width", "source_height", "source_width"])
     write_manifest(index, out_dir / INDEX_FILE)
-    meta = {"format": STORE_FORMAT, "version": STORE_VERSION, "height": size, "width": size, "dtype": "uint8",
-            "records": len(index), "rows_per_shard": rows_per_shard,
+    meta = {"format": STORE_FORMAT, "version": STORE_VERSION, "height": size, "width": size, "planes": planes,
+            "clahe": clahe_settings, "dtype": "uint8", "records": len(index), "rows_per_shard": rows_per_shard,
             "shards": [{"file": f"shard-{k:05d}.bin", "records": len(e["records"]), "bytes": e["bytes"],
                         "crc32": e["crc32"]} for k, e in enumerate(shard_entries)]}
     write_text_atomic(out_dir / STORE_META, json.dumps(meta, indent=1) + "\n")
@@ -361,9 +387,9 @@ def _completed_shard(data_path: Path, side_path: Path) -> dict | None:
     return entry if data_path.stat().st_size == entry.get("bytes") else None
 
 
-def _write_shard(data_path: Path, side_path: Path, sources: list[str], rows: list[int], size: int, executor,
-                 workers: int, bar) -> dict:
-    jobs = [(s, size) for s in sources]
+def _write_shard(data_path: Path, side_path: Path, sources: list[str], rows: list[int], size: int,
+                 clahe: dict | None, executor, workers: int, bar) -> dict:
+    jobs = [(s, size, clahe) for s in sources]
     results = (executor.map(_decode, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8) or 1)))
                if executor is not None else map(_decode, jobs))
     crc, n_bytes = 0, 0

@@ -209,14 +209,28 @@ class BatchImageTransform:
     records): uint8 N×H×W tensor (on any device) + one seed per image -> normalised float N×3×S×S on that
     device. Each image's random choices come from ``torch.Generator().manual_seed(seed)`` exactly as the
     per-image transform draws them; the crops are then resampled together (``grid_sample``, bilinear), CLAHE
-    runs on the chosen images at once, and the jitter is a broadcast. Without antialiasing, so keep the
-    stored size close to the crop size (256 for 224)."""
+    runs on the chosen images at once (unless ``clahe_in_store``: the images chosen for CLAHE were read from
+    the store's CLAHE plane), and jitter and normalisation are one fused pass. Without antialiasing, so keep
+    the stored size close to the crop size (256 for 224). When the three channels share mean and std the
+    result is one channel expanded to three (a view), as the channels are equal anyway."""
 
-    def __init__(self, transform: ImageTransform):
+    def __init__(self, transform: ImageTransform, clahe_in_store: bool = False):
         self.transform = transform
+        self.clahe_in_store = clahe_in_store
 
     def __repr__(self) -> str:
-        return f"BatchImageTransform({self.transform!r})"
+        return f"BatchImageTransform({self.transform!r}, clahe_in_store={self.clahe_in_store})"
+
+    def _normalise(self, x: torch.Tensor, scale: torch.Tensor | float, shift: torch.Tensor | float) -> torch.Tensor:
+        """clamp(x * scale + shift, 0, 1), then (· - mean) / std per channel; in place where possible."""
+        t = self.transform
+        mean, std = t.mean.to(x.device), t.std.to(x.device)
+        if bool((mean == mean[0]).all() and (std == std[0]).all()):
+            m, sd = float(mean[0]), float(std[0])
+            x = x.mul_(scale / sd).add_((shift - m) / sd).clamp_(-m / sd, (1 - m) / sd)
+            return x.expand(-1, 3, -1, -1)
+        x = x.mul_(scale).add_(shift).clamp_(0, 1)
+        return (x.expand(-1, 3, -1, -1) - mean) / std
 
     def __call__(self, images: torch.Tensor, seeds: Sequence[int] | None = None) -> torch.Tensor:
         t = self.transform
@@ -225,11 +239,10 @@ class BatchImageTransform:
                                 f"{tuple(images.shape)}")
         n, height, width = images.shape
         device = images.device
-        x = images[:, None].float().div_(255.0)
-        mean, std = t.mean.to(device), t.std.to(device)
+        x = images[:, None].float()  # 0..255
         if not t.train:
             x = resize(x, t.size, t.size) if t.resize_mode == "squash" else resize_shorter_center_crop(x, t.size)
-            return ((x.expand(-1, 3, -1, -1) - mean) / std).contiguous()
+            return self._normalise(x.contiguous(), 1 / 255.0, 0.0)
         if seeds is None or len(seeds) != n:
             raise ClinclipError(f"batch image transform: training needs one seed per image ({n}), got "
                                 f"{None if seeds is None else len(seeds)}")
@@ -240,12 +253,15 @@ class BatchImageTransform:
         u = (torch.arange(t.size, dtype=torch.float32, device=device) + 0.5) / t.size
         gx = 2 * (left[:, None] + u[None] * w[:, None]) / width - 1
         gy = 2 * (top[:, None] + u[None] * h[:, None]) / height - 1
-        grid = torch.stack([gx[:, None, :].expand(n, t.size, t.size), gy[:, :, None].expand(n, t.size, t.size)],
-                           dim=-1)
+        grid = torch.empty(n, t.size, t.size, 2, device=device)  # filled in place: torch.stack is 3x slower
+        grid[..., 0] = gx[:, None, :]
+        grid[..., 1] = gy[:, :, None]
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         chosen = torch.tensor([p.clahe for p in params], device=device)
-        if bool(chosen.any()):
-            x[chosen] = clahe(x[chosen], t.clahe_clip_limit, t.clahe_grid)
+        if not self.clahe_in_store and bool(chosen.any()):
+            x[chosen] = clahe(x[chosen] / 255.0, t.clahe_clip_limit, t.clahe_grid) * 255.0
+        # Jitter (as _jitter) folded into one affine map: x*b*c + mean(x)*b*(1-c), then clamp and normalise.
         factors = torch.tensor([[p.brightness, p.contrast] for p in params], dtype=torch.float32, device=device)
-        x = _jitter(x, factors[:, 0].view(n, 1, 1, 1), factors[:, 1].view(n, 1, 1, 1))
-        return ((x.expand(-1, 3, -1, -1) - mean) / std).contiguous()
+        b, c = factors[:, 0].view(n, 1, 1, 1), factors[:, 1].view(n, 1, 1, 1)
+        centre = x.mean(dim=(1, 2, 3), keepdim=True)
+        return self._normalise(x, b * c / 255.0, centre * b * (1 - c) / 255.0)

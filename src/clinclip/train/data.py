@@ -183,14 +183,17 @@ class ManifestDataset(Dataset):
 
     ``batched=True`` (images of one shape, from a packed image store): the item carries the stored uint8
     image (``image_uint8``) and its augmentation seed (``aug_seed``) instead of ``pixel_values``; a
-    ``BatchImageTransform`` turns the whole batch into ``pixel_values`` (in the collate, or on the GPU)."""
+    ``BatchImageTransform`` turns the whole batch into ``pixel_values`` (in the collate, or on the GPU).
+    ``clahe_in_store``: the store holds each image's CLAHE plane; samples whose draw chooses CLAHE read it."""
 
-    def __init__(self, rows: TrainingRows, transform, seed: int = 0, batched: bool = False):
+    def __init__(self, rows: TrainingRows, transform, seed: int = 0, batched: bool = False,
+                 clahe_in_store: bool = False):
         self.rows = rows
         self.transform = transform
         self.seed = seed
         self.epoch = 0
         self.batched = batched
+        self.clahe_in_store = clahe_in_store
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -203,7 +206,15 @@ class ManifestDataset(Dataset):
         path = rows.image_paths[index]
         seed = sample_seed(self.seed, self.epoch, index)
         try:
-            image = load_image(path)
+            if self.batched and self.clahe_in_store:
+                from clinclip.data.store import open_store, parse_store_ref
+
+                folder, record = parse_store_ref(path)
+                store = open_store(folder)
+                plane = int(self.transform.draw(*store.shape, torch.Generator().manual_seed(seed)).clahe)
+                image = store.read(record, plane)
+            else:
+                image = load_image(path)
             if self.batched:
                 item = {"index": index, "image_uint8": torch.from_numpy(image), "aug_seed": seed}
             else:

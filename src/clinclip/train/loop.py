@@ -146,8 +146,13 @@ def store_batch_transform(image_paths, transform):
 
     if not image_paths or not all(is_store_ref(p) for p in image_paths):
         return None
-    shapes = {open_store(folder).shape for folder in verify_stores(image_paths)}
-    return BatchImageTransform(transform) if len(shapes) == 1 else None
+    stores = [open_store(folder) for folder in verify_stores(image_paths)]
+    if len({store.shape for store in stores}) != 1:
+        return None
+    # CLAHE computed at prepare time is used when every store has it, with the transform's settings.
+    wanted = {"clip_limit": float(transform.clahe_clip_limit), "grid": int(transform.clahe_grid)}
+    in_store = transform.train and transform.clahe_p > 0 and all(store.clahe == wanted for store in stores)
+    return BatchImageTransform(transform, clahe_in_store=in_store)
 
 
 class _RunLog:
@@ -240,7 +245,8 @@ class _Trainer:
             brightness=cfg.data.brightness, contrast=cfg.data.contrast) if cfg.data.augment \
             else model.image_transform(train=False)
         batch_transform = store_batch_transform(rows.image_paths, transform)
-        dataset = ManifestDataset(rows, transform, seed=cfg.seed, batched=batch_transform is not None)
+        dataset = ManifestDataset(rows, transform, seed=cfg.seed, batched=batch_transform is not None,
+                                  clahe_in_store=batch_transform is not None and batch_transform.clahe_in_store)
         sampler = ResumableDistributedSampler(dataset, ctx.world_size, ctx.rank, cfg.seed)
         steps_per_epoch = len(sampler) // per_rank
         total_steps = cfg.steps or cfg.epochs * steps_per_epoch
