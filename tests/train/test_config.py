@@ -34,7 +34,7 @@ def test_overrides_are_typed_and_reach_model_and_loss():
     ("lr=fast", "lr = 'fast': expected a finite number"),
     ("data.augment=maybe", "data.augment = 'maybe': expected true or false"),
     ("betas=[0.9]", "expected a list of 2 values"),
-    ("precision=fp16", "allowed: auto, fp32, bf16"),
+    ("precision=fp8", "allowed: auto, fp32, bf16, fp16"),
     ("batch_size=0", "batch_size = 0: expected an integer >= 1"),
     ("stepz=3", "did you mean steps"),
     ("data.manifst=x", "did you mean data.manifest"),

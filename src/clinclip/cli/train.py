@@ -58,10 +58,17 @@ def train(
     from clinclip.train.loop import run_training
 
     result = run_training(cfg)
+    if result.stopped_by is not None:  # a preemption notice: checkpoint written, exit "temporary failure"
+        raise typer.Exit(code=PREEMPTED_EXIT_CODE)
     if result.history:
         last = result.history[-1]
         typer.echo(f"trained {result.steps} steps in {result.seconds:.0f} s; last loss {last['loss']:.4f}; "
                    f"model: {result.model_dir}; log: {result.log_path}")
+
+
+# EX_TEMPFAIL: stopped by SIGTERM/SIGUSR1 after writing a checkpoint; rerun with --resume (the SLURM script
+# in docs/training.md requeues on it).
+PREEMPTED_EXIT_CODE = 75
 
 
 def _split(items: List[str]):

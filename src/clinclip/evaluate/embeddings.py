@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from clinclip.data.images import load_image
 from clinclip.errors import ClinclipError
 from clinclip.files import atomic_path
+from clinclip.system import available_cpus
 from clinclip.models import load_encoder
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
@@ -72,8 +73,11 @@ class EmbeddingStore:
     ``encode_images``, ``encode_texts``), caching the results on disk when ``cache_dir`` is set."""
 
     def __init__(self, encoder, model_key: str, cache_dir: str | Path | None = None, batch_size: int = 32,
-                 image_loader: Callable | None = None, progress: bool = True):
+                 image_loader: Callable | None = None, progress: bool = True, num_workers: int | None = None):
         self.encoder = encoder
+        # Images are read and preprocessed in DataLoader workers (None: the CPUs this process may use, one
+        # left for this process, at most 8), never in this process unless num_workers = 0.
+        self.num_workers = num_workers
         self.model_key = model_key
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.batch_size = batch_size
@@ -152,23 +156,24 @@ class EmbeddingStore:
 
     def _encode_images(self, paths: list[str], manifest) -> tuple[np.ndarray | None, dict[str, str]]:
         """Encode images in batches with a progress bar: (table of the readable ones in order, or None
-        when none could be read; {path: reason} of the unreadable ones)."""
-        loader = self._image_loader or _default_image_loader()
+        when none could be read; {path: reason} of the unreadable ones). Reading and preprocessing run in
+        DataLoader workers (a packed image store's records are read without decoding)."""
+        workers = self.num_workers if self.num_workers is not None else min(8, available_cpus() - 1)
+        dataset = _PreprocessedImages(paths, self._image_loader or _default_image_loader(),
+                                      getattr(self.encoder, "transform", None) or self.encoder.preprocess)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=self.batch_size, shuffle=False,
+                                             num_workers=max(0, workers), collate_fn=_as_list)
         failed: dict[str, str] = {}
         parts: list[np.ndarray] = []
         bar = tqdm(total=len(paths), desc="encoding images", unit="img", disable=not self.progress)
-        for start in range(0, len(paths), self.batch_size):
-            tensors = []
-            for p in paths[start:start + self.batch_size]:
-                try:
-                    tensors.append(self.encoder.preprocess(loader(p)))
-                except (ClinclipError, OSError, ValueError) as err:
-                    failed[p] = f"unreadable image ({type(err).__name__})"
+        for items in loader:
+            failed.update({paths[i]: error for i, _, error in items if error is not None})
+            tensors = [tensor for _, tensor, error in items if error is None]
             if tensors:
                 with torch.no_grad():
                     parts.append(self.encoder.encode_images(torch.stack(tensors)).float().cpu().numpy())
                 self.encoded_images += len(tensors)
-            bar.update(min(self.batch_size, len(paths) - start))
+            bar.update(len(items))
         bar.close()
         return (np.concatenate(parts).astype(np.float32) if parts else None), failed
 
@@ -195,6 +200,26 @@ class EmbeddingStore:
         result = table[[index[t] for t in texts]].astype(np.float32)
         self._save(cache, result)
         return result
+
+
+class _PreprocessedImages:
+    """Item i: (i, preprocessed tensor, None) or (i, None, reason) for an unreadable image."""
+
+    def __init__(self, paths: list[str], loader: Callable, preprocess: Callable):
+        self.paths, self.loader, self.preprocess = paths, loader, preprocess
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        try:
+            return index, self.preprocess(self.loader(self.paths[index])), None
+        except (ClinclipError, OSError, ValueError) as err:
+            return index, None, f"unreadable image ({type(err).__name__})"
+
+
+def _as_list(items):
+    return items
 
 
 def open_store(model: str | Path, cache_dir: str | Path | None = None, batch_size: int = 32,

@@ -2,8 +2,9 @@
 soft labels and losses are those of the global batch.
 
 DDP convention (the one open_clip uses with ``gather_with_grad=True, local_loss=False``): every rank
-gathers all embeddings *with gradient* and computes the same global loss L. The backward of
-``torch.distributed.nn.functional.all_gather`` sums the gradients that all ranks send to a shard, so
+gathers all embeddings *with gradient* and computes the same global loss L. The backward of the
+functional collective's all-gather (``torch.distributed._functional_collectives``, a reduce-scatter)
+sums the gradients that all ranks send to a shard, so
 rank r's local embeddings receive ``world_size * dL/dx_r``; DDP then averages parameter gradients over
 the ranks, which gives exactly dL/dθ of one process on the concatenated batch. Do not divide the loss
 by the world size.
@@ -31,7 +32,6 @@ def gather_rows(tensors: list[torch.Tensor], world_size: int, group=None, with_g
     (gradients flow back to every rank's shard, summed)."""
     if world_size == 1:
         return list(tensors)
-    import torch.distributed.nn.functional as dist_nn
 
     local = torch.tensor([tensors[0].shape[0]], device=tensors[0].device, dtype=torch.long)
     sizes = [torch.zeros_like(local) for _ in range(world_size)]
@@ -47,12 +47,23 @@ def gather_rows(tensors: list[torch.Tensor], world_size: int, group=None, with_g
             pad = x.new_zeros((largest - x.shape[0], *x.shape[1:]))
             padded = torch.cat([x, pad])
         if with_grad:
-            parts = dist_nn.all_gather(padded, group=group)
+            parts = _all_gather_with_grad(padded.contiguous(), group).split(largest)
         else:
             parts = [torch.empty_like(padded) for _ in range(world_size)]
             dist.all_gather(parts, padded.contiguous(), group=group)
         gathered.append(torch.cat([p[:n] for p, n in zip(parts, sizes)]))
     return gathered
+
+
+def _all_gather_with_grad(x: torch.Tensor, group) -> torch.Tensor:
+    """Rows of every rank concatenated, differentiable: the functional collective (its backward is a
+    reduce-scatter, i.e. each shard gets the sum of the gradients all ranks send it). Replaces the
+    deprecated ``torch.distributed.nn.functional.all_gather``."""
+    import torch.distributed._functional_collectives as fc
+
+    gather = getattr(fc, "all_gather_single_autograd", None) or fc.all_gather_tensor_autograd
+    out = gather(x, 0, group if group is not None else dist.group.WORLD)
+    return fc.wait_tensor(out) if isinstance(out, fc.AsyncCollectiveTensor) else out
 
 
 class ClinClipLoss(nn.Module):

@@ -56,6 +56,27 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
+def keep_newest(path: str | Path, step: int, keep: int) -> list[Path]:
+    """After ``path`` (``last.pt``) was written at ``step``: with ``keep`` > 1, give it a step-numbered name as
+    well (a hard link, or a copy where links are not possible) and delete all but the ``keep`` newest
+    step-numbered checkpoints. Returns the step-numbered checkpoints kept."""
+    import shutil
+
+    path = Path(path)
+    if keep <= 1:
+        return []
+    numbered = path.with_name(f"step-{step:08d}.pt")
+    numbered.unlink(missing_ok=True)
+    try:
+        os.link(path, numbered)
+    except OSError:
+        shutil.copy2(path, numbered)
+    kept = sorted(path.parent.glob("step-*.pt"))
+    for old in kept[:-keep]:
+        old.unlink(missing_ok=True)
+    return kept[-keep:]
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

@@ -25,7 +25,8 @@ from clinclip.files import read_mapping, write_text_atomic
 from clinclip.losses.config import LossConfig, load_variant
 from clinclip.models.config import ModelConfig
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+BEST_METRICS = {"val_loss": "min", "cxr_align_a": "max", "cxr_align_b": "max", "zero_shot_auc": "max"}
 AUGMENT_ON = ("auto", "loader", "device")
 CONFIG_FILE = "config.yaml"
 
@@ -46,6 +47,8 @@ class DataConfig:
     # Packed image store (prepare-images --format store): where the batched augmentation runs. auto: on the
     # training device when it is a GPU, else in the loader workers; loader; device.
     augment_on: str = "auto"
+    validate_split: str = "validate"  # rows the in-training validation (validate_every) scores
+    validate_max_rows: int | None = 2000  # first N usable rows of that split (validation cost); null: all
 
 
 @dataclass
@@ -73,17 +76,24 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     min_lr_ratio: float = 0.0  # the cosine decays to lr * min_lr_ratio
     grad_clip: float | None = 1.0  # max global gradient norm; null = no clipping
+    accum_steps: int = 1  # micro-batches per step: activations of batch_size/accum_steps rows, loss over all
     # --- runtime
     out_dir: str = "runs/clinclip"
     seed: int = 0
-    precision: str = "auto"  # auto (bf16 autocast on a GPU that supports it, else fp32) | fp32 | bf16
+    # auto: bf16 autocast on a GPU that supports it, fp16 + gradient scaler on an older GPU, fp32 on a CPU
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun each rank uses cuda:LOCAL_RANK)
-    num_workers: int = 2
+    num_workers: int | None = 2  # loader processes per rank; null: the CPUs this rank may use, minus one
     log_every: int = 10
     save_every: int = 500
+    keep_checkpoints: int = 1  # checkpoints kept: last.pt, plus step-N.pt of the newest K when K > 1
+    validate_every: int | None = None  # steps between validations on data.validate_split; null: none
+    best_metric: str = "val_loss"  # the validation metric that picks best_model/: val_loss, cxr_align_a/_b, zero_shot_auc
     resume: bool = False  # continue from out_dir/checkpoints/last.pt
     progress: bool = True  # a tqdm bar on rank 0
     tensorboard: bool = True  # also write TensorBoard events when tensorboard is installed
+    wandb: bool = False  # also log to Weights & Biases (pip install wandb; imported only when on)
+    wandb_project: str = "clinclip"
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> "TrainConfig":
@@ -98,8 +108,19 @@ class TrainConfig:
                 raise bad(key, getattr(self, key), "expected an integer >= 1")
         if self.steps is not None and self.steps < 1:
             raise bad("steps", self.steps, "expected an integer >= 1 or null (then epochs decide)")
-        if self.num_workers < 0:
-            raise bad("num_workers", self.num_workers, "expected an integer >= 0")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise bad("num_workers", self.num_workers, "expected an integer >= 0 or null (from the CPUs)")
+        if self.accum_steps < 1 or self.batch_size % self.accum_steps:
+            raise bad("accum_steps", self.accum_steps, f"expected an integer >= 1 that divides batch_size "
+                      f"({self.batch_size})")
+        if self.keep_checkpoints < 1:
+            raise bad("keep_checkpoints", self.keep_checkpoints, "expected an integer >= 1")
+        if self.validate_every is not None and self.validate_every < 1:
+            raise bad("validate_every", self.validate_every, "expected an integer >= 1 or null (no validation)")
+        if self.best_metric not in BEST_METRICS:
+            raise bad("best_metric", self.best_metric, f"allowed: {', '.join(BEST_METRICS)}")
+        if self.data.validate_max_rows is not None and self.data.validate_max_rows < 1:
+            raise bad("data.validate_max_rows", self.data.validate_max_rows, "expected an integer >= 1 or null")
         check_number(where, "lr", self.lr, low=0, low_open=True)
         check_number(where, "weight_decay", self.weight_decay, low=0)
         check_number(where, "eps", self.eps, low=0, low_open=True)

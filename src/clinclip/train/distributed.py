@@ -1,5 +1,7 @@
 """One process or ``torchrun``: the rank layout from the environment, the process group (NCCL on GPU, gloo
-on CPU) and the device of this rank."""
+on CPU) and the device of this rank. Nothing here assumes one machine: ranks, the local rank (the GPU of
+this process) and the rendezvous come from what ``torchrun`` sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+``MASTER_ADDR``/``MASTER_PORT``), on one node or many."""
 
 from __future__ import annotations
 
@@ -53,6 +55,14 @@ class DistributedContext:
         t = torch.tensor([value], dtype=torch.long, device=self.device if self.device.type == "cuda" else "cpu")
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
         return int(t.item())
+
+    def any_flag(self, flag: bool) -> bool:
+        """True on every rank when any rank's flag is set (e.g. a stop signal that reached one rank)."""
+        if not self.distributed:
+            return flag
+        t = torch.tensor([int(flag)], dtype=torch.long, device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
 
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
