@@ -61,7 +61,7 @@ class Validator:
 
     def __init__(self, cfg, loss_cfg, model, ctx):
         from clinclip.evaluate.cxr_align import build_benchmark
-        from clinclip.evaluate.data import drop_skipped, read_manifest, select_split
+        from clinclip.manifest import drop_skipped, read_manifest, select_split
         from clinclip.evaluate.prompts import load_prompts
         from clinclip.losses import ClinClipLoss
         from clinclip.train.data import load_training_rows
@@ -78,12 +78,7 @@ class Validator:
                                 f"(excluded: {dict(self.rows.excluded)}); set data.validate_split")
         self.loss_fn = ClinClipLoss(loss_cfg)  # one process: the validation batch is all here
         self.unavailable: dict[str, str] = {}
-        frame, _ = drop_skipped(select_split(read_manifest(manifest), split, manifest))
-        if cfg.data.image_root:
-            from pathlib import Path
-
-            root = Path(cfg.data.image_root).expanduser()
-            frame["image_path"] = [p if Path(p).is_absolute() else str(root / p) for p in frame["image_path"]]
+        frame, _ = drop_skipped(select_split(read_manifest(manifest, cfg.data.image_root), split, manifest))
         self.frame = frame.head(cfg.data.validate_max_rows) if cfg.data.validate_max_rows else frame
         self.benchmark = None
         try:
