@@ -148,13 +148,20 @@ def copy_rate(store_dir: str, batch: int, epochs: int) -> float:
 
 
 def write_phantom_pngs(folder: Path, n: int, size: int) -> list[str]:
+    """The first ``n`` phantom radiographs (seed 0) as ``size``² PNGs; images already in ``folder`` are kept
+    (rendering is the slow part: reuse a folder with --images)."""
     from clinclip.data.images import save_image_uint8
     from clinclip.phantom.render import render_image
     from clinclip.phantom.studies import PhantomConfig, sample_collection
 
     specs, _ = sample_collection(PhantomConfig(n_studies=n, image_size=size))
-    return [str(save_image_uint8(render_image(spec, 0, size), folder / f"{spec.dicom_id}.png"))
-            for spec in specs[:n]]
+    paths = []
+    for spec in specs[:n]:
+        path = folder / f"{spec.dicom_id}.png"
+        if not path.is_file():
+            save_image_uint8(render_image(spec, 0, size), path)
+        paths.append(str(path))
+    return paths
 
 
 def main() -> None:
@@ -165,6 +172,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=2, help="passes of the store loader (the PNG path: 1)")
+    parser.add_argument("--images", type=Path, default=None, help="folder to keep (and reuse) the rendered PNGs")
     args = parser.parse_args()
 
     import pandas as pd
@@ -176,7 +184,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
-        pngs = write_phantom_pngs(tmp / "png", args.n, args.size)
+        pngs = write_phantom_pngs(args.images or tmp / "png", args.n, args.size)
         render_s = time.perf_counter() - t0
         manifest = tmp / "m.parquet"
         pd.DataFrame({"image_path": pngs, "split": "train", "report": "x"}).to_parquet(manifest)

@@ -148,3 +148,20 @@ def test_precision_and_worker_choices():
     with pytest.raises(ClinclipError, match="best_metric"):
         TrainConfig.from_presets("tiny", "clip", {"best_metric": "accuracy"})
     assert TrainConfig.from_presets("tiny", "clip", {"num_workers": "null"}).num_workers is None
+
+
+def test_wandb_is_imported_only_when_enabled_and_named_when_missing(tmp_path, monkeypatch):
+    import builtins
+
+    from clinclip.train import loop
+
+    real_import = builtins.__import__
+
+    def no_wandb(name, *args, **kwargs):
+        if name == "wandb":
+            raise ImportError("no wandb")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_wandb)
+    with pytest.raises(ClinclipError, match="wandb = true but the wandb package is not installed"):
+        loop._start_wandb(tmp_path, {"wandb_project": "x"})

@@ -210,15 +210,18 @@ def build_model(cfg: TrainConfig, loss_cfg):
     return model
 
 
-def store_batch_transform(image_paths, transform):
-    """A ``BatchImageTransform`` when every image is a record of packed stores of one shape (after checking
-    each store's shard checksums once, here in the main process), else None (per-image loading)."""
-    from clinclip.data.store import is_store_ref, open_store, verify_stores
+def store_batch_transform(image_paths, transform, verify: bool = True):
+    """A ``BatchImageTransform`` when every image is a record of packed stores of one shape, else None
+    (per-image loading). ``verify``: recompute the shards' checksums here (once per node: local rank 0);
+    otherwise only their sizes are checked."""
+    from clinclip.data.store import is_store_ref, open_store, parse_store_ref, verify_stores
     from clinclip.data.transforms import BatchImageTransform
 
     if not image_paths or not all(is_store_ref(p) for p in image_paths):
         return None
-    stores = [open_store(folder) for folder in verify_stores(image_paths)]
+    folders = verify_stores(image_paths) if verify else sorted(
+        {str(parse_store_ref(p)[0]) for p in image_paths})
+    stores = [open_store(folder) for folder in folders]
     if len({store.shape for store in stores}) != 1:
         return None
     # CLAHE computed at prepare time is used when every store has it, with the transform's settings.
@@ -377,7 +380,7 @@ class _Trainer:
             train=cfg.data.augment, crop_scale=(cfg.data.crop_scale_min, 1.0), clahe_p=cfg.data.clahe_p,
             brightness=cfg.data.brightness, contrast=cfg.data.contrast) if cfg.data.augment \
             else model.image_transform(train=False)
-        batch_transform = store_batch_transform(rows.image_paths, transform)
+        batch_transform = store_batch_transform(rows.image_paths, transform, verify=ctx.local_rank == 0)
         dataset = ManifestDataset(rows, transform, seed=cfg.seed, batched=batch_transform is not None,
                                   clahe_in_store=batch_transform is not None and batch_transform.clahe_in_store)
         sampler = ResumableDistributedSampler(dataset, ctx.world_size, ctx.rank, cfg.seed)

@@ -95,7 +95,7 @@ class Validator:
         from clinclip.train.loop import store_batch_transform
 
         transform = model.image_transform(train=False)
-        batch_transform = store_batch_transform(self.rows.image_paths, transform)
+        batch_transform = store_batch_transform(self.rows.image_paths, transform, verify=False)
         dataset = ManifestDataset(self.rows, transform, seed=self.cfg.seed, batched=batch_transform is not None)
         batch = min(self.cfg.batch_size, len(self.rows))
         workers = self.cfg.num_workers if self.cfg.num_workers is not None else 0
