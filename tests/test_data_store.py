@@ -175,7 +175,7 @@ def test_training_reads_a_store_manifest_with_batched_augmentation(tmp_path):
     batched path (the stored records, augmented in the collate on a CPU)."""
     from clinclip.data.store import write_store
     from clinclip.train import TrainConfig, run_training
-    from clinclip.train.loop import store_batch_transform
+    from clinclip.train.data import store_batch_transform
     from train_helpers import make_prepared_manifest, small_overrides
 
     prepared = make_prepared_manifest(tmp_path, n_rows=8)

@@ -54,11 +54,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read a PNG/JPEG/DICOM chest X-ray as a uint8 H×W grayscale array (see the module docstring); a packed
     image store reference (``<store folder>/store.json#<record>``, ``clinclip.data.store``) is read from
     the store without decoding."""
-    from clinclip.data.store import parse_store_ref
+    from clinclip.data.store import parse_store_ref, read_store_image  # here: the store module imports this one
 
     if parse_store_ref(path) is not None:
-        from clinclip.data.store import read_store_image
-
         try:
             return read_store_image(path)
         except ClinclipError as err:

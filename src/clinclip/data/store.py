@@ -41,9 +41,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
 
+from clinclip.data.images import ImageReadError, load_image, resize_shorter_side
+from clinclip.data.prepare import skipped_path
+from clinclip.data.transforms import clahe
 from clinclip.errors import ClinclipError
 from clinclip.files import atomic_path, write_text_atomic
+from clinclip.manifest import read_manifest, write_manifest
+from clinclip.system import available_cpus
 
 STORE_FORMAT = "clinclip-image-store"
 STORE_VERSION = 1
@@ -89,8 +98,6 @@ class ImageStore:
     Shards are memory-mapped on first use (per process, so it is safe in DataLoader workers)."""
 
     def __init__(self, directory: str | os.PathLike, verify: str = "size"):
-        import pandas as pd
-
         if verify not in VERIFY_MODES:
             raise ClinclipError(f"image store: verify = {verify!r}; allowed: {', '.join(VERIFY_MODES)}")
         self.directory = Path(directory)
@@ -130,8 +137,6 @@ class ImageStore:
 
     def index(self):
         """The full index table (pandas)."""
-        import pandas as pd
-
         return pd.read_parquet(self.directory / INDEX_FILE)
 
     def _map(self, shard: int) -> np.memmap:
@@ -220,10 +225,6 @@ class StoreSummary:
 
 def square_record(image: np.ndarray, size: int) -> np.ndarray:
     """Shorter side to ``size`` (Lanczos, enlarging small images too), then the centre ``size × size``."""
-    from PIL import Image
-
-    from clinclip.data.images import resize_shorter_side
-
     height, width = image.shape
     if min(height, width) < size:
         scale = size / min(height, width)
@@ -239,10 +240,6 @@ def square_record(image: np.ndarray, size: int) -> np.ndarray:
 
 def clahe_uint8(image: np.ndarray, clip_limit: float, grid: int) -> np.ndarray:
     """CLAHE of a uint8 image (the training transform's ``clahe``), rounded back to uint8."""
-    import torch
-
-    from clinclip.data.transforms import clahe
-
     x = torch.from_numpy(image).float().div_(255.0)[None, None]
     return clahe(x, clip_limit, grid)[0, 0].mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
 
@@ -250,7 +247,6 @@ def clahe_uint8(image: np.ndarray, clip_limit: float, grid: int) -> np.ndarray:
 def _decode(job: tuple[str, int, dict | None]) -> tuple[np.ndarray | None, tuple[int, int], str]:
     """(source, size, CLAHE settings or None) -> (planes × size × size record or None, source shape, failure
     message). Runs in a worker process."""
-    from clinclip.data.images import ImageReadError, load_image
 
     source, size, clahe = job
     try:
@@ -279,13 +275,6 @@ def write_store(manifest: str | os.PathLike, out_dir: str | os.PathLike, size: i
     """Pack every image of ``manifest`` into a store at ``out_dir`` (resumable; see the module docstring)
     and write the manifest pointing at it (default ``out_dir/manifest.parquet``; ``source_image_path`` keeps
     the original). Images that fail to decode are left out and listed in ``<manifest stem>.skipped.csv``."""
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from clinclip.manifest import read_manifest, write_manifest
-    from clinclip.data.prepare import skipped_path
-    from clinclip.system import available_cpus
-
     if size < 8:
         raise ClinclipError(f"prepare-images: --size must be at least 8 pixels, got {size}")
     start = time.perf_counter()

@@ -24,7 +24,8 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from clinclip.data.images import ImageReadError, load_image
-from clinclip.data.store import is_store_ref
+from clinclip.data.store import is_store_ref, open_store, parse_store_ref, verify_stores
+from clinclip.data.transforms import BatchImageTransform
 from clinclip.errors import ClinclipError
 from clinclip.manifest import LABEL_VALUES, SKIP_COLUMN, blank, read_manifest, select_split, skipped
 from clinclip.observations import OBSERVATIONS
@@ -177,6 +178,23 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return ((high << 32) | low) & ((1 << 63) - 1)
 
 
+def store_batch_transform(image_paths, transform, verify: bool = True):
+    """A ``BatchImageTransform`` when every image is a record of packed stores of one shape, else None
+    (per-image loading). ``verify``: recompute the shards' checksums here (once per node: local rank 0);
+    otherwise only their sizes are checked."""
+    if not image_paths or not all(is_store_ref(p) for p in image_paths):
+        return None
+    folders = verify_stores(image_paths) if verify else sorted(
+        {str(parse_store_ref(p)[0]) for p in image_paths})
+    stores = [open_store(folder) for folder in folders]
+    if len({store.shape for store in stores}) != 1:
+        return None
+    # CLAHE computed at prepare time is used when every store has it, with the transform's settings.
+    wanted = {"clip_limit": float(transform.clahe_clip_limit), "grid": int(transform.clahe_grid)}
+    in_store = transform.train and transform.clahe_p > 0 and all(store.clahe == wanted for store in stores)
+    return BatchImageTransform(transform, clahe_in_store=in_store)
+
+
 class ManifestDataset(Dataset):
     """Item ``i``: ``{"index", "pixel_values", "text", "labels", ...}``, or ``{"index", "skip", "path"}`` when the
     image cannot be read (the collate drops it and reports it).
@@ -207,8 +225,6 @@ class ManifestDataset(Dataset):
         seed = sample_seed(self.seed, self.epoch, index)
         try:
             if self.batched and self.clahe_in_store:
-                from clinclip.data.store import open_store, parse_store_ref
-
                 folder, record = parse_store_ref(path)
                 store = open_store(folder)
                 plane = int(self.transform.draw(*store.shape, torch.Generator().manual_seed(seed)).clahe)

@@ -38,10 +38,11 @@ from clinclip.models import factory
 from clinclip.system import available_cpus
 from clinclip.train.checkpoint import (capture_rng_state, checkpoint_path, keep_newest, load_checkpoint,
                                        restore_rng_state, save_checkpoint)
-from clinclip.train.config import CONFIG_FILE, TrainConfig
+from clinclip.train.config import BEST_METRICS, CONFIG_FILE, TrainConfig
 from clinclip.train.data import (ManifestDataset, ResumableDistributedSampler, SkippedImages, TrainCollator,
-                                 load_training_rows, summarise_skipped)
+                                 load_training_rows, store_batch_transform, summarise_skipped)
 from clinclip.train.distributed import DistributedContext, init_distributed
+from clinclip.train.validation import Validator
 
 LOG_FILE = "log.jsonl"
 MODEL_DIR = "model"
@@ -208,26 +209,6 @@ def build_model(cfg: TrainConfig, loss_cfg):
     if not loss_cfg.graph and getattr(model, "graph_encoder", None) is not None:
         model.graph_encoder.requires_grad_(False)
     return model
-
-
-def store_batch_transform(image_paths, transform, verify: bool = True):
-    """A ``BatchImageTransform`` when every image is a record of packed stores of one shape, else None
-    (per-image loading). ``verify``: recompute the shards' checksums here (once per node: local rank 0);
-    otherwise only their sizes are checked."""
-    from clinclip.data.store import is_store_ref, open_store, parse_store_ref, verify_stores
-    from clinclip.data.transforms import BatchImageTransform
-
-    if not image_paths or not all(is_store_ref(p) for p in image_paths):
-        return None
-    folders = verify_stores(image_paths) if verify else sorted(
-        {str(parse_store_ref(p)[0]) for p in image_paths})
-    stores = [open_store(folder) for folder in folders]
-    if len({store.shape for store in stores}) != 1:
-        return None
-    # CLAHE computed at prepare time is used when every store has it, with the transform's settings.
-    wanted = {"clip_limit": float(transform.clahe_clip_limit), "grid": int(transform.clahe_grid)}
-    in_store = transform.train and transform.clahe_p > 0 and all(store.clahe == wanted for store in stores)
-    return BatchImageTransform(transform, clahe_in_store=in_store)
 
 
 class _RunLog:
@@ -429,8 +410,6 @@ class _Trainer:
                       cfg.to_dict() if cfg.wandb else None)
         validator = None
         if cfg.validate_every:
-            from clinclip.train.validation import Validator
-
             validator = Validator(cfg, loss_cfg, model, ctx) if ctx.is_main else None
         if ctx.is_main:
             cfg.save(self.out_dir / CONFIG_FILE)
@@ -614,8 +593,6 @@ class _Trainer:
     # ------------------------------------------------------------------ validation / stopping
     def _validate(self, s: "_LoopState") -> None:
         """Score the validate split on rank 0 (the other ranks wait), log it, keep the best model."""
-        from clinclip.train.config import BEST_METRICS
-
         cfg = self.cfg
         if self.ctx.is_main:
             was_training = s.model.training

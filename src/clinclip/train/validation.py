@@ -20,7 +20,14 @@ import numpy as np
 import torch
 
 from clinclip.errors import ClinclipError
+from clinclip.evaluate.classification import zero_shot
+from clinclip.evaluate.cxr_align import build_benchmark, score_benchmark
+from clinclip.evaluate.embeddings import EmbeddingStore
+from clinclip.evaluate.prompts import load_prompts
+from clinclip.losses import ClinClipLoss
+from clinclip.manifest import drop_skipped, read_manifest, select_split
 from clinclip.models.interface import VisionLanguageEncoder
+from clinclip.train.data import ManifestDataset, TrainCollator, load_training_rows, store_batch_transform
 
 
 class LiveEncoder(VisionLanguageEncoder):
@@ -60,12 +67,6 @@ class Validator:
     """Built once (rows, CXR-Align triplets, prompts); ``run(model)`` returns the metrics of that model."""
 
     def __init__(self, cfg, loss_cfg, model, ctx):
-        from clinclip.evaluate.cxr_align import build_benchmark
-        from clinclip.manifest import drop_skipped, read_manifest, select_split
-        from clinclip.evaluate.prompts import load_prompts
-        from clinclip.losses import ClinClipLoss
-        from clinclip.train.data import load_training_rows
-
         manifest = cfg.require_manifest()
         split = cfg.data.validate_split
         self.cfg = cfg
@@ -91,9 +92,6 @@ class Validator:
         self.prompts = load_prompts("chexpert14")
 
     def _loader(self, model):
-        from clinclip.train.data import ManifestDataset, TrainCollator
-        from clinclip.train.loop import store_batch_transform
-
         transform = model.image_transform(train=False)
         batch_transform = store_batch_transform(self.rows.image_paths, transform, verify=False)
         dataset = ManifestDataset(self.rows, transform, seed=self.cfg.seed, batched=batch_transform is not None)
@@ -122,10 +120,6 @@ class Validator:
         return float(np.mean(losses)) if losses else float("nan")
 
     def run(self, model, autocast_dtype: torch.dtype | None = None) -> dict[str, Any]:
-        from clinclip.evaluate.classification import zero_shot
-        from clinclip.evaluate.cxr_align import score_benchmark
-        from clinclip.evaluate.embeddings import EmbeddingStore
-
         metrics: dict[str, Any] = {"val_loss": self.validation_loss(model, autocast_dtype), "rows": len(self.rows)}
         store = EmbeddingStore(LiveEncoder(model, autocast_dtype), "training", cache_dir=None,
                                batch_size=min(64, self.cfg.batch_size), progress=False,
