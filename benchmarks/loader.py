@@ -178,7 +178,7 @@ def main() -> None:
     import pandas as pd
     import torch
 
-    from clinclip.data.store import write_store
+    from clinclip.data.prepare_store import write_store
 
     torch.set_num_threads(1)  # one thread per loader process, as in training
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from clinclip.data.images import ImageReadError, load_image, save_image_uint8
-from clinclip.data.store import ImageStore, open_store, parse_store_ref, square_record, write_store
+from clinclip.data.prepare_store import square_record, write_store
+from clinclip.data.store import ImageStore, open_store, parse_store_ref
 from clinclip.errors import ClinclipError
 
 
@@ -88,7 +89,8 @@ def test_truncated_shard_is_detected_and_named_and_a_rerun_repairs_it(tmp_path):
 
 
 def test_clahe_plane_holds_the_training_clahe_of_each_image(tmp_path):
-    from clinclip.data.store import clahe_uint8, read_store_image
+    from clinclip.data.prepare_store import clahe_uint8
+    from clinclip.data.store import read_store_image
 
     manifest, _ = _manifest(tmp_path)
     summary = write_store(manifest, tmp_path / "store", size=16, workers=1, progress=False, clahe=True)
@@ -173,7 +175,7 @@ def test_batched_augmentation_draws_what_the_per_image_transform_draws():
 def test_training_reads_a_store_manifest_with_batched_augmentation(tmp_path):
     """The same rows trained from PNGs and from a packed store: both train, and the store run uses the
     batched path (the stored records, augmented in the collate on a CPU)."""
-    from clinclip.data.store import write_store
+    from clinclip.data.prepare_store import write_store
     from clinclip.train import TrainConfig, run_training
     from clinclip.train.data import store_batch_transform
     from train_helpers import make_prepared_manifest, small_overrides

@@ -112,7 +112,7 @@ def prepare_images(
     if fmt not in ("png", "store"):
         raise ClinclipError(f"--format {fmt!r}: expected png or store")
     if fmt == "store":
-        from clinclip.data.store import write_store
+        from clinclip.data.prepare_store import write_store
 
         if not shard_gb > 0:
             raise ClinclipError(f"--shard-gb {shard_gb}: expected a number > 0")
