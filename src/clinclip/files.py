@@ -65,3 +65,47 @@ def parse_mapping(text: str, where: str, what: str = "file", as_json: bool = Fal
     if not isinstance(data, dict):
         raise ClinclipError(f"{where}: {what} must hold a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def _first_bad_line(path: Path, sep: str, n_fields: int) -> tuple[int, int] | None:
+    """(line number, field count) of the first CSV record whose field count differs from the header's."""
+    import csv
+    import gzip
+
+    csv.field_size_limit(2**31 - 1)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
+        reader = csv.reader(handle, delimiter=sep)
+        start = 1
+        for i, row in enumerate(reader):
+            if i and row and len(row) != n_fields:
+                return start, len(row)
+            start = reader.line_num + 1
+    return None
+
+
+def read_csv(path: str | Path, what: str = "table", **kwargs):
+    """``pandas.read_csv`` that never shifts columns: a record with more or fewer fields than the header
+    is an error naming the file and the line (pandas would silently take an extra first field as the row
+    index and move every value one column left). An empty file, or a header with no row, is an error too
+    unless ``allow_empty=True``."""
+    import pandas as pd
+
+    path = Path(path)
+    allow_empty = kwargs.pop("allow_empty", False)
+    sep = kwargs.get("sep", ",")
+    try:
+        frame = pd.read_csv(path, **kwargs)
+    except pd.errors.EmptyDataError:
+        raise ClinclipError(f"{path}: {what} is empty (no header line)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as err:
+        message = " ".join(str(err).split())
+        raise ClinclipError(f"{path}: {what} could not be read: {message}") from None
+    if "index_col" not in kwargs and not isinstance(frame.index, pd.RangeIndex):
+        bad = _first_bad_line(path, sep, len(frame.columns))
+        where = f"line {bad[0]} has {bad[1]} fields" if bad else "a record has more fields"
+        raise ClinclipError(f"{path}: {what} {where}, the header has {len(frame.columns)} "
+                            f"({', '.join(map(str, frame.columns))}); quote fields that hold the separator")
+    if frame.empty and not allow_empty:
+        raise ClinclipError(f"{path}: {what} has a header but no rows")
+    return frame

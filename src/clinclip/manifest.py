@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clinclip.errors import ClinclipError
-from clinclip.files import atomic_path
+from clinclip.files import atomic_path, read_csv
 from clinclip.observations import LABEL_NEGATIVE, LABEL_POSITIVE, LABEL_UNCERTAIN, OBSERVATIONS
 
 # --- the schema -------------------------------------------------------------------------------------
@@ -93,8 +93,10 @@ def read_table(path: str | Path, required: Iterable[str] = (), *, what: str = ""
     try:
         if path.suffix == ".parquet":
             frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, **read_kwargs)
+        else:  # a row with an extra field is an error naming the line, never a silent column shift
+            frame = read_csv(path, what or "table", allow_empty=True, **read_kwargs)
+    except ClinclipError:
+        raise
     except Exception as err:  # noqa: BLE001 - pandas parser / gzip / encoding errors
         raise ClinclipError(f"{label} could not be read: {type(err).__name__}: {err}") from None
     if strip_headers:  # e.g. SIIM's " EncodedPixels" has a leading space in the published file

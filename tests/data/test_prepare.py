@@ -125,12 +125,12 @@ def test_prepare_images_resized_resumable_failures_by_file(tmp_path):
 
     # Resume: nothing to redo; a deleted output (an interrupted run) is the only one rewritten; a stray
     # temp file from a killed writer does not count as done.
-    again = prepare_images(manifest, out, size=64, workers=1, progress=False)
+    again = prepare_images(manifest, out, size=64, workers=1, progress=False, overwrite=True)
     assert (again.written, again.already_done) == (0, 4)
     victim = target_path(out.resolve(), str(tmp_path / "dcm" / "img1.dcm"), "img1")
     victim.unlink()
     (victim.parent / f".{victim.stem}.abc.tmp.png").write_bytes(b"partial")
-    third = prepare_images(manifest, out, size=64, workers=2, progress=False)
+    third = prepare_images(manifest, out, size=64, workers=2, progress=False, overwrite=True)
     assert (third.written, third.already_done) == (1, 3) and victim.is_file()
 
 

@@ -144,11 +144,11 @@ def test_cli_label_folder_and_errors(tmp_path):
 
     bad = tmp_path / "r.csv"
     pd.DataFrame({"uid": [1]}).to_csv(bad, index=False)
-    result = runner.invoke(app, ["text", "label", "--input", str(bad), "--out", str(out)])
+    result = runner.invoke(app, ["text", "label", "--input", str(bad), "--out", str(out), "--overwrite"])
     assert result.exit_code == 2
     assert "r.csv: no column 'report'" in result.output and "['uid']" in result.output
-    result = runner.invoke(app, ["text", "label", "--input", str(files), "--out", str(out), "--backend", "x"])
-    assert result.exit_code == 2 and "unknown labeler backend" in result.output
+    result = runner.invoke(app, ["text", "label", "--input", str(files), "--out", str(out), "--labeler", "x"])
+    assert result.exit_code == 2 and "unknown labeler" in result.output
 
 
 def test_cli_label_unreadable_file_is_reported(tmp_path):
@@ -173,7 +173,7 @@ def test_cli_label_csv_backend_with_mimic_chexpert_csv(tmp_path):
     table.to_csv(chexpert, index=False)
     out = tmp_path / "labels.csv"
     result = CliRunner().invoke(app, ["text", "label", "--input", str(files), "--out", str(out),
-                                      "--backend", "csv", "--labels-file", str(chexpert)])
+                                      "--labeler", "csv", "--labels-file", str(chexpert)])
     assert result.exit_code == 0, result.output
     labels = pd.read_csv(out)
     assert len(labels) == 4

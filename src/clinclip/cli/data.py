@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from clinclip.cli.errors import user_errors
+from clinclip.cli.options import OVERWRITE
 
 DATASETS = ("mimic-cxr", "chexpert-plus", "openi", "rsna-pneumonia", "siim-pneumothorax", "vindr-cxr",
             "chestxray14", "chexpert-5x200", "csv")  # the keys of clinclip.data.ADAPTERS (checked in tests)
@@ -38,7 +39,9 @@ def prepare(
     reports_root: Path = typer.Option(None, "--reports-root",
                                       help="mimic-cxr: folder holding files/pNN/pSUBJECT/sSTUDY.txt (default: --root)."),
     labels: Path = typer.Option(None, "--labels", help="chexpert-plus: CheXbert label file (JSON lines or CSV)."),
-    labeler: str = typer.Option("chexpert", "--labeler", help="mimic-cxr: chexpert or negbio label CSV."),
+    mimic_labels: str = typer.Option("chexpert", "--mimic-labels",
+                                     help="mimic-cxr: which published label CSV, chexpert or negbio."),
+    old_labeler: str = typer.Option(None, "--labeler", hidden=True, help="Old name of --mimic-labels."),
     split_dir: Path = typer.Option(None, "--split-dir",
                                    help="rsna-pneumonia / siim-pneumothorax: folder with GLoRIA's split CSVs."),
     aggregate: str = typer.Option("majority", "--aggregate", help="vindr-cxr train labels: majority or any."),
@@ -55,6 +58,7 @@ def prepare(
                                          help="Do not check that every image file exists (faster on slow disks)."),
     allow_missing_reports: bool = typer.Option(False, "--allow-missing-reports",
                                                help="Keep images whose study has no report (report left blank)."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Read a dataset as published into a manifest (one row per image), and list every row not kept,
     with its reason, in <out>.skipped.csv."""
@@ -66,14 +70,14 @@ def prepare(
 
     options = AdapterOptions(
         views=views, seed=seed, split_fractions=_parse_fractions(split_fractions), check_images=not no_check_images,
-        require_report=not allow_missing_reports, reports_root=reports_root, labels=labels, labeler=labeler,
+        require_report=not allow_missing_reports, reports_root=reports_root, labels=labels, labeler=old_labeler or mimic_labels,
         split_dir=split_dir, vindr_aggregate=aggregate, per_class=per_class, table=table, image_column=image_column,
         report_column=report_column, label_columns=tuple(c.strip() for c in label_columns.split(",") if c.strip()),
         patient_column=patient_column, study_column=study_column, split_column=split_column, view_column=view_column,
     )
     console = Console()
     with console.status(f"reading {dataset} from {root} ..."):
-        summary = build_manifest(dataset, root, out, options)
+        summary = build_manifest(dataset, root, out, options, overwrite=overwrite)
     grid = Table(title=f"{dataset}: {summary.manifest}")
     grid.add_column("")
     grid.add_column("rows", justify="right")
@@ -96,13 +100,16 @@ def prepare_images(
     out: Path = typer.Option(..., "--out", help="Folder for the resized PNGs (and, by default, the new manifest)."),
     size: int = typer.Option(256, "--size", help="Shorter side in pixels (aspect kept; never enlarged)."),
     workers: int = typer.Option(None, "--workers", help="Worker processes (default: the CPUs this process may use)."),
-    out_manifest: Path = typer.Option(None, "--out-manifest", help="Updated manifest (default OUT/manifest.parquet)."),
+    out_manifest: Path = typer.Option(None, "--out-manifest", show_default="OUT/manifest.parquet",
+                                      help="Updated manifest (.parquet or .csv)."),
     fmt: str = typer.Option("png", "--format", help="png (one file per image) or store (packed, memory-mapped "
                                                     "shards of size x size arrays: the fast loader)."),
     shard_gb: float = typer.Option(1.0, "--shard-gb", help="store: target shard size in GB."),
     clahe: bool = typer.Option(False, "--clahe", help="store: also store each image's CLAHE (clip limit 2, 8x8 "
                                                       "tiles), read by training instead of computing it per crop."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="store: rebuild a store of another manifest/size."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (png: the manifest; store: "
+                                                              "rebuild a store of another manifest/size); an input "
+                                                              "is never written over."),
 ) -> None:
     """Decode every image once (DICOM windowing included), shrink it and store it as an 8-bit PNG (or, with
     --format store, as a square array in a packed store), then write a manifest pointing at it. Resumable:
@@ -121,7 +128,7 @@ def prepare_images(
     else:
         from clinclip.data.prepare_images import prepare_images as run
 
-        summary = run(manifest, out, size=size, workers=workers, out_manifest=out_manifest)
+        summary = run(manifest, out, size=size, workers=workers, out_manifest=out_manifest, overwrite=overwrite)
     typer.echo(f"{summary.images} images: {summary.written} written, {summary.already_done} already done, "
                f"{len(summary.failed)} failed ({summary.seconds:.1f} s)")
     for source, reason in list(summary.failed.items())[:20]:

@@ -7,8 +7,9 @@ from typing import Optional
 
 import typer
 
-from clinclip.cli import text_prepare
+from clinclip.cli import options, text_prepare
 from clinclip.cli.errors import user_errors
+from clinclip.outputs import check_output
 
 text_app = typer.Typer(help="Report text pipeline: sections, sentences, labels, hard negatives, graphs.",
                        no_args_is_help=True)
@@ -23,14 +24,15 @@ def label(
                                "(e.g. MIMIC-CXR files/, searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output CSV in the CheXpert labeler's format."),
     text_column: str = typer.Option("report", "--text-column", help="Column holding the report text (tables)."),
-    backend: str = typer.Option("rules", "--backend", help="Labeler: rules, chexbert, csv."),
+    labeler: str = options.labeler_option(),
     sections: bool = typer.Option(True, "--sections/--no-sections",
                                   help="Label FINDINGS + IMPRESSION only (default) or the whole text."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="chexbert: checkpoint file."),
-    tokenizer_dir: Optional[Path] = typer.Option(None, "--tokenizer-dir", help="chexbert: BERT tokenizer dir."),
-    device: str = typer.Option("cpu", "--device", help="chexbert: torch device."),
-    labels_file: Optional[Path] = typer.Option(None, "--labels-file", help="csv: table with the 14 label columns."),
-    key_column: str = typer.Option("study_id", "--key-column", help="csv: column joining reports to labels."),
+    chexbert_checkpoint: Optional[Path] = options.CHEXBERT_CHECKPOINT,
+    chexbert_tokenizer: Optional[Path] = options.CHEXBERT_TOKENIZER,
+    device: str = typer.Option("cpu", "--device", help="--labeler chexbert: torch device (cpu, cuda)."),
+    labels_file: Optional[Path] = options.LABELS_FILE,
+    key_column: str = options.KEY_COLUMN,
+    overwrite: bool = options.OVERWRITE,
 ) -> None:
     """Label reports with the 14 CheXpert observations.
 
@@ -48,19 +50,19 @@ def label(
     from clinclip.text.labeler import get_labeler
     from clinclip.text.sections import report_body
 
+    labeler_options = options.labeler_spec(labeler, chexbert_checkpoint, chexbert_tokenizer, device, labels_file,
+                                           key_column)
+    check_output(out, overwrite=overwrite, inputs=[input, labels_file], suffixes=(".csv",))
     frame = read_reports(input, text_column)
-    kwargs = {}
-    if backend == "chexbert":
-        if checkpoint is None:
-            raise ClinclipError("--backend chexbert needs --checkpoint (the CheXbert .pth file)")
-        kwargs = {"checkpoint": checkpoint, "tokenizer_dir": tokenizer_dir, "device": device}
-    elif backend == "csv":
-        if labels_file is None:
-            raise ClinclipError("--backend csv needs --labels-file (a table with the 14 label columns)")
-        kwargs = {"path": labels_file, "key_column": key_column}
-        if key_column not in frame.columns and "report_id" in frame.columns:
-            frame[key_column] = frame["report_id"]
-    labeler = get_labeler(backend, **kwargs)
+    backend = labeler.strip().lower()
+    if backend == "csv" and not labeler_options:  # the input's own 14 columns
+        frame["_row"] = range(len(frame))
+        labeler_options, key_column = {"frame": frame, "path": input, "key_column": "_row"}, "_row"
+    elif backend == "csv" and key_column not in frame.columns and "report_id" in frame.columns:
+        frame[key_column] = frame["report_id"]
+    elif backend == "csv" and key_column not in frame.columns:
+        raise ClinclipError(f"{input}: no key column {key_column!r} to join with {labels_file} (--key-column)")
+    labeler_object = get_labeler(backend, **labeler_options)
 
     problems: list[str] = []
     texts: list[str] = []
@@ -87,7 +89,7 @@ def label(
     with tqdm(total=len(texts), desc="labelling", unit="report", disable=len(texts) < 2000) as bar:
         for start in range(0, len(texts), batch):
             chunk = keys[start: start + batch]
-            labels[start: start + len(chunk)] = labeler.label(chunk)
+            labels[start: start + len(chunk)] = labeler_object.label(chunk)
             bar.update(len(chunk))
     if backend != "csv":
         empty = np.array([not t.strip() for t in texts])
@@ -103,9 +105,9 @@ def label(
     n = len(table)
     positives = int(np.nansum(labels == 1.0))
     typer.echo(f"labelled {n:,} reports with '{backend}' -> {out} ({positives:,} positive labels)")
-    missing = getattr(labeler, "missing", 0)
+    missing = getattr(labeler_object, "missing", 0)
     if backend == "csv" and missing:
-        typer.secho(f"{missing:,} report(s) have no row in {labels_file} (key column {key_column!r}); "
+        typer.secho(f"{missing:,} report(s) have no row in {labels_file or input} (key column {key_column!r}); "
                     f"their labels are empty", fg=typer.colors.YELLOW, err=True)
     if problems:
         typer.secho(f"{len(problems):,} report(s) to check (empty ones keep their row with empty labels):",

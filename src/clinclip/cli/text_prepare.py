@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 
+from clinclip.cli import options
 from clinclip.cli.errors import user_errors
+from clinclip.outputs import check_output
 
 
 def register(text_app: typer.Typer) -> None:
@@ -21,11 +23,12 @@ def prepare(
                                                           "(e.g. a data manifest written by `clinclip data`)."),
     out: Path = typer.Option(..., "--out", "-o", help="The prepared manifest to write (Parquet)."),
     text_column: str = typer.Option("report", help="Column holding the raw report text."),
-    labeler: str = typer.Option("rules", help="rules | chexbert | csv (the 14 label columns are in the input)."),
-    chexbert_checkpoint: Optional[Path] = typer.Option(None, help="--labeler chexbert: the published chexbert.pth."),
-    chexbert_tokenizer: Optional[Path] = typer.Option(None, help="--labeler chexbert: local bert-base-uncased "
-                                                                 "tokenizer folder."),
-    device: str = typer.Option("cpu", help="--labeler chexbert: torch device (cpu, cuda)."),
+    labeler: str = options.labeler_option(),
+    chexbert_checkpoint: Optional[Path] = options.CHEXBERT_CHECKPOINT,
+    chexbert_tokenizer: Optional[Path] = options.CHEXBERT_TOKENIZER,
+    device: str = typer.Option("cpu", "--device", help="--labeler chexbert: torch device (cpu, cuda)."),
+    labels_file: Optional[Path] = options.LABELS_FILE,
+    key_column: str = options.KEY_COLUMN,
     graph_backend: str = typer.Option("rules", help="rules | radgraph (needs the radgraph package and weights)."),
     radgraph_model: str = typer.Option("radgraph", help="--graph-backend radgraph: radgraph, radgraph-xl, ..."),
     radgraph_cache: Optional[Path] = typer.Option(None, help="--graph-backend radgraph: the model cache folder."),
@@ -33,6 +36,13 @@ def prepare(
                                                      "for stages 2, 3 and 5; rules when absent."),
     llm_model: Optional[str] = typer.Option(None, help="Model name at --llm-url."),
     llm_concurrency: int = typer.Option(4, help="Requests in flight at most."),
+    llm_timeout: float = typer.Option(120.0, help="Seconds to wait for an answer (read timeout)."),
+    llm_connect_timeout: float = typer.Option(5.0, help="Seconds to wait for a connection."),
+    llm_retries: int = typer.Option(5, help="Retries of a request answered 429 / 5xx or timed out while "
+                                             "reading (a refused connection is not retried)."),
+    llm_max_connection_failures: int = typer.Option(3, help="Connection failures in a row after which the "
+                                                            "endpoint is given up and the rules backend is used "
+                                                            "for the rest of the run."),
     llm_cache: Optional[Path] = typer.Option(None, help="LLM answer cache folder (default ~/.cache/clinclip/llm)."),
     llm_prompts: Optional[Path] = typer.Option(None, help="Folder with your own split_sentences.txt, "
                                                           "remove_temporal.txt and remove_finding.txt."),
@@ -42,6 +52,7 @@ def prepare(
     workers: int = typer.Option(1, help="Worker processes."),
     chunk_size: int = typer.Option(256, help="Rows per work unit."),
     max_report_chars: int = typer.Option(20_000, help="Longer reports are skipped (recorded in skip_reason)."),
+    overwrite: bool = options.OVERWRITE,
 ) -> None:
     """Sections, single-entity sentences, labels, hard negatives and graphs for every report, written
     as one Parquet manifest; prints rows kept and skipped by reason."""
@@ -53,12 +64,10 @@ def prepare(
     from clinclip.text.io import read_reports
     from clinclip.text.prepare import PrepareOptions, format_summary, prepare_corpus_with_summary
 
-    labeler_options = {}
-    if labeler == "chexbert":
-        if chexbert_checkpoint is None or chexbert_tokenizer is None:
-            raise ClinclipError("--labeler chexbert needs --chexbert-checkpoint and --chexbert-tokenizer")
-        labeler_options = {"checkpoint_path": str(chexbert_checkpoint), "tokenizer_dir": str(chexbert_tokenizer),
-                           "device": device}
+    labeler_options = options.labeler_spec(labeler, chexbert_checkpoint, chexbert_tokenizer, device, labels_file,
+                                           key_column)
+    check_output(out, overwrite=overwrite, inputs=[input, labels_file], suffixes=(".parquet",))
+    labeler = labeler.strip().lower()
     graph_options = {}
     if graph_backend == "radgraph":
         graph_options = {"model_type": radgraph_model,
@@ -69,10 +78,15 @@ def prepare(
             raise ClinclipError("the LLM backend needs both --llm-url and --llm-model")
         from clinclip.text.llm import LLMConfig
 
-        llm = LLMConfig(base_url=llm_url, model=llm_model, max_concurrency=llm_concurrency,
+        llm = LLMConfig(base_url=llm_url, model=llm_model, max_concurrency=llm_concurrency, timeout_s=llm_timeout,
+                        connect_timeout_s=llm_connect_timeout, max_retries=llm_retries,
+                        max_connection_failures=llm_max_connection_failures,
                         cache_dir=None if llm_cache is None else str(llm_cache),
                         prompts_dir=None if llm_prompts is None else str(llm_prompts))
     frame = read_reports(input, text_column)  # copies the text column into "report" (and reads folders)
+    if labeler == "csv" and labeler_options:  # --labels-file: its 14 columns, joined on --key-column
+        frame = _join_labels(frame, input, labeler_options)
+        labeler_options = {}
     try:
         result, summary = prepare_corpus_with_summary(frame, PrepareOptions(
             text_column="report", labeler=labeler, labeler_options=labeler_options, graph_backend=graph_backend,
@@ -88,3 +102,21 @@ def prepare(
     for key, value in format_summary(summary):
         table.add_row(key, str(value))
     Console().print(table)
+
+
+def _join_labels(frame, input: Path, labeler_options: dict):
+    """The input with the 14 observation columns of ``--labels-file`` (joined on ``--key-column``; a
+    report whose key is not in the file gets blank labels)."""
+    from clinclip.errors import ClinclipError
+    from clinclip.observations import OBSERVATIONS
+    from clinclip.text.labeler import get_labeler
+
+    key = labeler_options["key_column"]
+    column = key if key in frame.columns else "report_id"
+    if column not in frame.columns:
+        raise ClinclipError(f"{input}: no key column {key!r} to join with {labeler_options['path']} (--key-column)")
+    labels = get_labeler("csv", **labeler_options).label(frame[column].astype(str).tolist())
+    frame = frame.drop(columns=[c for c in OBSERVATIONS if c in frame.columns])
+    for j, name in enumerate(OBSERVATIONS):
+        frame[name] = labels[:, j]
+    return frame

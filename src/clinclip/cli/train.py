@@ -12,7 +12,7 @@ from clinclip.cli.errors import user_errors
 
 EPILOG = (
     "Examples:\n\n"
-    "  clinclip train clip-ng-dtcg model=tiny data.manifest=prepared.parquet out_dir=runs/x steps=200\n\n"
+    "  clinclip train clip-ng-dtcg model=tiny data.manifest=prepared.parquet --out runs/x steps=200\n\n"
     "  clinclip train clip-ng-dtcg model=paper data.manifest=mimic.parquet out_dir=runs/paper\n\n"
     "  torchrun --nproc-per-node 4 -m clinclip train clip-ng-dtcg model=paper data.manifest=m.parquet\n\n"
     "  clinclip train runs/x/config.yaml --resume\n\n"
@@ -39,13 +39,24 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT_DIR/checkpoints/last.pt."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from this model directory: a clinclip model "
                                                             "or a Hugging Face CLIP / SigLIP directory."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (the same as out_dir=...).",
+                                       show_default="out_dir of the config (runs/clinclip)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous run's outputs in the run folder "
+                                                              "(config, log, checkpoints, model)."),
     show_config: bool = typer.Option(False, "--show-config", help="Print the resolved config and exit."),
 ) -> None:
     """Train a model on a prepared manifest (one process, or DDP under torchrun); writes OUT_DIR/config.yaml,
     log.jsonl, checkpoints/last.pt and the final model in OUT_DIR/model."""
+    from clinclip.errors import ClinclipError
     from clinclip.train.config import TrainConfig
 
     values = dict(_split(overrides or []))
+    if out is not None:
+        if "out_dir" in values and Path(str(values["out_dir"])) != out:
+            raise ClinclipError(f"--out {out} and out_dir={values['out_dir']} disagree; give one of them")
+        values["out_dir"] = str(out)
+    if resume and overwrite:
+        raise ClinclipError("--resume continues a run and --overwrite replaces it; give one of them")
     if resume:
         values["resume"] = "true"
     if init is not None:
@@ -55,6 +66,8 @@ def train(
         typer.echo(cfg.to_yaml())
         return
     cfg.loss_config()  # a bad variant or loss override fails here, before any model is built
+    if not cfg.resume:
+        _claim_run_folder(Path(cfg.out_dir).expanduser(), overwrite, cfg.data.manifest)
     from clinclip.train.loop import run_training
 
     result = run_training(cfg)
@@ -75,3 +88,26 @@ def _split(items: List[str]):
     from clinclip.train.config import parse_overrides
 
     return parse_overrides(items).items()
+
+
+def _claim_run_folder(out_dir: Path, overwrite: bool, manifest) -> None:
+    """The output convention for a run folder: a previous run's outputs are replaced only with --overwrite
+    (and then removed first, so nothing stale is left beside the new run); never the manifest."""
+    import shutil
+
+    from clinclip.outputs import check_output
+    from clinclip.train.checkpoint import CHECKPOINT_DIR
+    from clinclip.train.config import CONFIG_FILE
+    from clinclip.train.loop import LOG_FILE, MODEL_DIR, SUMMARY_FILE
+
+    check_output(out_dir, folder=True, overwrite=True, inputs=[manifest], option="out_dir")
+    found = [name for name in (CONFIG_FILE, LOG_FILE, SUMMARY_FILE, CHECKPOINT_DIR, MODEL_DIR, "tensorboard")
+             if (out_dir / name).exists()]
+    if found and not overwrite:
+        from clinclip.errors import ClinclipError
+
+        raise ClinclipError(f"{out_dir}: holds a previous run ({', '.join(found)}); continue it with --resume, "
+                            "replace it with --overwrite, or choose another --out")
+    for name in found:
+        path = out_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -28,9 +28,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from clinclip.data.images import ImageReadError, load_image, resize_shorter_side, save_image_uint8
-from clinclip.data.prepare import skipped_path
+from clinclip.data.prepare import MANIFEST_SUFFIXES, skipped_path
 from clinclip.errors import ClinclipError
 from clinclip.manifest import read_manifest, write_manifest
+from clinclip.outputs import check_output
 from clinclip.system import available_cpus
 
 
@@ -65,12 +66,17 @@ def _convert(job: tuple[str, str, int]) -> tuple[str, str]:
 
 
 def prepare_images(manifest: str | os.PathLike, out_dir: str | os.PathLike, size: int = 256, workers: int | None = None,
-                   out_manifest: str | os.PathLike | None = None, progress: bool = True) -> PrepareImagesSummary:
-    """Write resized PNGs for every row of ``manifest`` into ``out_dir`` (resumable) and the updated manifest."""
-
+                   out_manifest: str | os.PathLike | None = None, progress: bool = True,
+                   overwrite: bool = False) -> PrepareImagesSummary:
+    """Write resized PNGs for every row of ``manifest`` into ``out_dir`` (resumable: PNGs already there are
+    kept) and the updated manifest (replaced only with ``overwrite``; never the input manifest)."""
     if size < 8:
         raise ClinclipError(f"prepare-images: --size must be at least 8 pixels, got {size}")
     start = time.perf_counter()
+    check_output(out_dir, folder=True, overwrite=True, inputs=[manifest])
+    target = Path(out_manifest) if out_manifest else Path(out_dir) / "manifest.parquet"
+    check_output(target, overwrite=overwrite, inputs=[manifest], suffixes=MANIFEST_SUFFIXES,
+                 also=[skipped_path(target)], option="--out-manifest")
     frame = read_manifest(manifest)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)

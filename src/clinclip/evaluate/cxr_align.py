@@ -90,7 +90,8 @@ def one_image_per_study(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_benchmark(frame: pd.DataFrame, source: str = "mimic", seed: int = 0, labeler_backend: str = "rules",
-                    manifest: str | Path = "manifest") -> tuple[dict[str, dict[str, dict]], Counter]:
+                    manifest: str | Path = "manifest", labeler_options: dict | None = None
+                    ) -> tuple[dict[str, dict[str, dict]], Counter]:
     """Build CXR-Align triplets from the rows of a prepared manifest (already restricted to one split).
     Returns the benchmark ``{source: {image_id: entry}}`` and counts of what was left out and why."""
     if "sentences" not in frame.columns:
@@ -114,7 +115,7 @@ def build_benchmark(frame: pd.DataFrame, source: str = "mimic", seed: int = 0, l
     # The generator of study i is seeded by (seed, position in the sorted study list): reproducible.
     negatives, events = make_hard_negatives(sentence_lists, labels[abnormal], seed=seed,
                                             indices=list(range(len(chosen))),
-                                            labeler=get_labeler(labeler_backend))
+                                            labeler=get_labeler(labeler_backend, **(labeler_options or {})))
     entries: dict[str, dict] = {}
     for row, sentences, neg in zip(chosen.itertuples(index=False), sentence_lists, negatives):
         if neg.failure is not None or neg.text_negated is None or neg.text_removed is None:

@@ -18,7 +18,7 @@ import io
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from clinclip.evaluate.results import fmt
+from clinclip.evaluate.results import disambiguate_models, fmt
 
 EMPTY = "–"
 
@@ -240,7 +240,9 @@ def render_report(results: dict[str, dict], out_html: str | Path,
                   extra_sections: Sequence[tuple[str, str]] = (), title: str = "clinclip evaluation report",
                   lead_sections: Sequence[tuple[str, str]] = ()) -> Path:
     """Write the HTML report; returns its path. See the module docstring. ``lead_sections`` (heading, HTML
-    fragment) come before the paper's tables, ``extra_sections`` after them."""
+    fragment) come before the paper's tables, ``extra_sections`` after them. Two different models under
+    one name are told apart by their paths (``disambiguate_models``)."""
+    results = disambiguate_models(results)
     models = _models(results) or ["(no result)"]
     counterfactual = _counterfactual_table(results)
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -80,6 +80,57 @@ def write_result(result: dict, out: str | Path) -> tuple[Path, Path]:
     return out, md
 
 
+RUN_MODEL_FOLDER = "model"  # clinclip train writes the final model to RUN/model
+
+
+def model_identity(model: str | Path) -> str:
+    """The name a model gets in results when ``--name`` is not given: the run folder for a trained model
+    (``runs/a/model`` -> ``a``), else the folder's (or hub name's, or open_clip spec's) last part."""
+    path = Path(str(model).rstrip("/"))
+    if path.name == RUN_MODEL_FOLDER and path.parent.name not in ("", "."):
+        return path.parent.name
+    return path.name or str(model)
+
+
+def disambiguate_models(results: dict[str, dict]) -> dict[str, dict]:
+    """Results where no two different models (``model``) share a ``model_name``: clashing names get the
+    shortest part of the model path that tells them apart (``a/model`` vs ``b/model``). Inputs are not
+    changed; results of one model under one name are left as they are."""
+    by_name: dict[str, set[str]] = {}
+    for r in results.values():
+        by_name.setdefault(str(r.get("model_name", "model")), set()).add(str(r.get("model", "")))
+    rename: dict[tuple[str, str], str] = {}
+    for name, models in by_name.items():
+        if len(models) < 2:
+            continue
+        parts = {m: Path(m).parts or (m,) for m in models}
+        depth = 1
+        while depth < max(len(p) for p in parts.values()) and \
+                len({"/".join(p[-depth:]) for p in parts.values()}) < len(models):
+            depth += 1
+        for m, p in parts.items():
+            rename[(name, m)] = f"{name} ({'/'.join(p[-depth:])})"
+    out = {}
+    for key, r in results.items():
+        new = rename.get((str(r.get("model_name", "model")), str(r.get("model", ""))))
+        out[key] = {**r, "model_name": new} if new else r
+    return out
+
+
+def check_unique_cells(results: dict[str, dict]) -> None:
+    """Refuse two result files that fill the same table cell (same model, task and dataset): the table
+    would show one of them silently."""
+    from clinclip.errors import ClinclipError
+
+    seen: dict[tuple, str] = {}
+    for path, r in results.items():
+        key = (r.get("model_name"), r.get("task"), r.get("dataset"))
+        if key in seen:
+            raise ClinclipError(f"{path}: same model {key[0]!r}, task {key[1]!r} and dataset {key[2]!r} as "
+                                f"{seen[key]}; give one of them (or rename one with --name when evaluating)")
+        seen[key] = path
+
+
 def read_results(paths) -> dict[str, dict]:
     """Read results JSON files into ``{path: result}`` (the input of ``render_report``)."""
     results = {}

@@ -9,10 +9,12 @@ labeler backend (``rules``, ``chexbert``, ...) or from the manifest columns (``m
 the DE-DUPLICATED report texts (templated normal reports are often identical), R@1/5/10, mean and
 median rank.
 
-Normal case detection: each normal image (No Finding = 1) against its own report and a pool of 2,999
-abnormal report texts (distinct texts of studies with a positive finding, a seeded sample); right when
-its own report is the most similar (strictly). A smaller pool is used, and said, when the split holds
-fewer abnormal reports.
+Normal case detection: each normal image (No Finding = 1, whatever else is labelled: CheXpert lets Support
+Devices be positive in a normal study) against its own report and a pool of 2,999 abnormal report texts
+(distinct texts of the other studies with a positive finding, a seeded sample); right when its own
+report is the most similar (strictly). Studies that are neither (no No Finding and no positive finding)
+are counted under ``skipped``. A smaller pool is used, and said, when the split holds fewer abnormal
+reports.
 """
 
 from __future__ import annotations
@@ -43,11 +45,26 @@ def ranks_and_top1(queries: np.ndarray, candidates: np.ndarray, target: np.ndarr
     return ranks, top1
 
 
+GIVEN_LABELS = ("manifest", "csv")  # labels given with the data, not computed from the texts
+
+
 def report_labels(texts: list[str], frame_rows: pd.DataFrame | None, labeler: str,
-                  manifest: str | Path = "manifest") -> np.ndarray:
+                  manifest: str | Path = "manifest", labeler_options: dict | None = None) -> np.ndarray:
     """14 labels (N x 14, OBSERVATIONS order) of report texts: from the manifest's label columns
-    (``manifest``) or by running a labeler backend on the texts."""
-    if labeler == "manifest":
+    (``manifest`` or ``csv`` without options), from a label file joined on a key column (``csv`` with
+    ``path`` and ``key_column``), or by running a labeler backend (``rules``, ``chexbert`` with its
+    ``labeler_options``) on the texts."""
+    options = dict(labeler_options or {})
+    if labeler == "csv" and options:
+        from clinclip.text.labeler import get_labeler
+
+        key = options.get("key_column", "study_id")
+        column = key if frame_rows is not None and key in frame_rows.columns else "study_id"
+        if frame_rows is None or column not in frame_rows.columns:
+            raise ClinclipError(f"{manifest}: no key column {key!r} to join with {options.get('path')}")
+        return np.asarray(get_labeler("csv", **options).label(frame_rows[column].astype(str).tolist()),
+                          dtype=np.float64)
+    if labeler in GIVEN_LABELS:
         if frame_rows is None:
             raise ClinclipError("labeler 'manifest' needs the manifest rows of the reports")
         missing = [c for c in OBSERVATIONS if c not in frame_rows.columns]
@@ -56,7 +73,7 @@ def report_labels(texts: list[str], frame_rows: pd.DataFrame | None, labeler: st
                                 f"{missing}; pass --labeler rules (or chexbert) to label the reports instead")
         return label_matrix(frame_rows, list(OBSERVATIONS), manifest)
 
-    return np.asarray(get_labeler(labeler).label(list(texts)), dtype=np.float64)
+    return np.asarray(get_labeler(labeler, **options).label(list(texts)), dtype=np.float64)
 
 
 def _study_key(frame: pd.DataFrame) -> pd.Series:
@@ -72,7 +89,7 @@ def _with_reports(frame: pd.DataFrame, manifest) -> tuple[pd.DataFrame, str, dic
 
 
 def report_retrieval(store, frame: pd.DataFrame, manifest: str | Path = "manifest", labeler: str = "rules",
-                     dataset: str | None = None, ks=(1, 5, 10)) -> dict:
+                     dataset: str | None = None, ks=(1, 5, 10), labeler_options: dict | None = None) -> dict:
     frame, column, skipped = _with_reports(frame, manifest)
     if frame.empty:
         raise ClinclipError(f"{manifest}: no row with a report")
@@ -92,7 +109,7 @@ def report_retrieval(store, frame: pd.DataFrame, manifest: str | Path = "manifes
     text_group = np.array([unique_index[t] for t in pool_texts], dtype=np.int64)
     ranks, top1 = ranks_and_top1(img, reports, target, text_group)
 
-    labels = report_labels(pool_texts, pool, labeler, manifest) == 1.0
+    labels = report_labels(pool_texts, pool, labeler, manifest, labeler_options) == 1.0
     prf = metrics.label_prf(labels[target], labels[top1])
 
     # De-duplicated texts: identical reports are one candidate.
@@ -120,14 +137,17 @@ def report_retrieval(store, frame: pd.DataFrame, manifest: str | Path = "manifes
 
 
 def normal_detection(store, frame: pd.DataFrame, manifest: str | Path = "manifest", n_abnormal: int = 2999,
-                     seed: int = 0, labeler: str = "manifest", dataset: str | None = None) -> dict:
+                     seed: int = 0, labeler: str = "manifest", dataset: str | None = None,
+                     labeler_options: dict | None = None) -> dict:
     frame, column, skipped = _with_reports(frame, manifest)
     texts = [str(t) for t in frame[column]]
-    labels = report_labels(texts, frame, labeler, manifest)
-    no_finding = labels[:, OBSERVATIONS.index(NO_FINDING)] == 1.0
+    labels = report_labels(texts, frame, labeler, manifest, labeler_options)
+    normal = labels[:, OBSERVATIONS.index(NO_FINDING)] == 1.0
     any_finding = (labels[:, [OBSERVATIONS.index(f) for f in FINDINGS]] == 1.0).any(axis=1)
-    normal = no_finding & ~any_finding
-    abnormal = any_finding & ~no_finding
+    abnormal = any_finding & ~normal
+    neither = int((~normal & ~abnormal).sum())
+    if neither:
+        skipped["neither normal (No Finding = 1) nor abnormal (a positive finding)"] = neither
     if not normal.any():
         raise ClinclipError(f"{manifest}: no normal image (No Finding = 1) in this split")
     abnormal_texts = list(dict.fromkeys(t for t, a in zip(texts, abnormal) if a))
@@ -136,6 +156,10 @@ def normal_detection(store, frame: pd.DataFrame, manifest: str | Path = "manifes
     if not abnormal_texts:
         raise ClinclipError(f"{manifest}: no abnormal report in this split to build the pool")
     notes = []
+    with_finding = int((normal & any_finding).sum())
+    if with_finding:
+        notes.append(f"{with_finding} normal image(s) (No Finding = 1) also have a positive label (e.g. Support "
+                     "Devices); they count as normal, as No Finding defines")
     rng = np.random.default_rng(seed)
     if len(abnormal_texts) > n_abnormal:
         pick = np.sort(rng.choice(len(abnormal_texts), size=n_abnormal, replace=False))

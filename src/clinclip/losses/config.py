@@ -8,6 +8,7 @@ the training config can import it cheaply.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,11 @@ TEXT_SOURCES = ("report", "negation_prompts")
 REQUIREMENTS = ("hard_negatives", "graphs", "labels", "neg_labels")
 # The paper publishes no thresholds or weights; these starting points are ours (SPEC section 4).
 DEFAULT_TAUS = {"t": 0.8, "c": 0.5, "g": 0.8}
+
+
+def _weight_ok(w) -> bool:
+    """A weight is a finite number >= 0 (NaN compares False with everything and would pass ``w < 0``)."""
+    return isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
 
 
 @dataclass
@@ -85,7 +91,7 @@ class LossConfig:
         for k, w in self.weights.items():
             if k not in STREAMS:
                 raise bad("weights", f"unknown stream {k!r} (known: {', '.join(STREAMS)})")
-            if not isinstance(w, (int, float)) or w < 0:
+            if not _weight_ok(w):
                 raise bad("weights", f"weight of {k!r} must be a number >= 0, got {w!r}")
         for k, tau in self.taus.items():
             if k not in ("t", "c", "g"):
@@ -95,13 +101,13 @@ class LossConfig:
         for pair, w in (self.pairs or {}).items():
             if pair not in PAIRS:
                 raise bad("pairs", f"unknown pair {pair!r} (known: {', '.join(PAIRS)})")
-            if not isinstance(w, (int, float)) or w < 0:
+            if not _weight_ok(w):
                 raise bad("pairs", f"weight of {pair} must be a number >= 0, got {w!r}")
         for pair, ws in self.pair_stream_weights.items():
             if pair not in PAIRS:
                 raise bad("pair_stream_weights", f"unknown pair {pair!r}")
             for k, w in ws.items():
-                if k not in STREAMS or not isinstance(w, (int, float)) or w < 0:
+                if k not in STREAMS or not _weight_ok(w):
                     raise bad("pair_stream_weights", f"{pair}: bad stream weight {k!r}: {w!r}")
         active = self.active_pairs()
         if not active:

@@ -12,11 +12,13 @@ Folder layout: any tree of ``.txt`` files, searched recursively; MIMIC-CXR's
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
 
 from clinclip.errors import ClinclipError
+from clinclip.files import read_csv
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -29,13 +31,16 @@ def _read_table(path: Path) -> pd.DataFrame:
     kind = next((k for s, k in TABLE_SUFFIXES.items() if name.endswith(s)), None)
     if kind is None:
         raise ClinclipError(f"{path}: unknown table format (expected .csv, .tsv, .parquet, or a folder of .txt)")
+    if kind != "parquet":
+        return read_csv(path, "report table", sep="\t" if kind == "tsv" else ",", dtype=str, keep_default_na=False,
+                        compression="infer", encoding_errors="replace")
     try:
-        if kind == "parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", dtype=str, keep_default_na=False,
-                           compression="infer", encoding_errors="replace")
-    except (ValueError, OSError, pd.errors.ParserError) as err:
+        frame = pd.read_parquet(path)
+    except (ValueError, OSError) as err:
         raise ClinclipError(f"{path}: cannot read the table: {err}") from err
+    if frame.empty:
+        raise ClinclipError(f"{path}: the table has no rows")
+    return frame
 
 
 def _read_folder(folder: Path) -> pd.DataFrame:
@@ -44,15 +49,7 @@ def _read_folder(folder: Path) -> pd.DataFrame:
         raise ClinclipError(f"{folder}: no .txt reports found (searched recursively)")
     rows = []
     for p in files:
-        error = None
-        try:
-            raw = p.read_bytes()
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                text = raw.decode("latin-1")
-        except OSError as err:
-            text, error = "", f"unreadable: {err.strerror or err}"
+        text, error = _read_text(p)
         parent = p.parent.name
         rows.append({
             "report_id": p.stem,
@@ -64,6 +61,33 @@ def _read_folder(folder: Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     frame["read_error"] = pd.Series([r["read_error"] for r in rows], dtype=object)  # keep None, not NaN
     return frame
+
+
+def _control_characters(text: str) -> int:
+    return sum(1 for c in text if unicodedata.category(c) == "Cc" and c not in "\t\n\r\f\v")
+
+
+def _read_text(path: Path) -> tuple[str, str | None]:
+    """(text, None) of a report, or ("", why) for a file that is not text: unreadable, or binary (NUL or
+    other control bytes). UTF-8 first; a file that is not UTF-8 is read as Windows-1252 (old Western
+    reports) only when that gives clean text, since a one-byte encoding decodes any binary file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        return "", f"unreadable: {err.strerror or err}"
+    if b"\x00" in raw:
+        return "", "binary file (NUL bytes), not a text report"
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        try:
+            text = raw.decode("cp1252")
+        except UnicodeDecodeError:
+            return "", f"not text: byte 0x{raw[err.start]:02x} at offset {err.start} is neither UTF-8 nor Windows-1252"
+    bad = _control_characters(text)
+    if bad:
+        return "", f"binary file ({bad} control characters), not a text report"
+    return text, None
 
 
 def has_error(value) -> bool:

@@ -10,10 +10,12 @@ the same file names):
   is then inserted by ``clinclip.text.hardneg``, not by the model).
 
 Every answer must be JSON ``{"sentences": [str, ...]}`` (requested with ``response_format``, validated
-here). Requests run at temperature 0 on a bounded thread pool, retry with exponential backoff on 429, 5xx,
-timeouts and connection errors, and are cached on disk under a key hashing (model, prompt file content,
+here). Requests run at temperature 0 on a bounded thread pool, retry with exponential backoff on 429, 5xx
+and read timeouts, and are cached on disk under a key hashing (model, prompt file content,
 input). An answer that fails validation, or a request that still fails after the retries, falls back to the
-rules backend; pass (c) is also checked by the labeler (the removed entity must no longer be positive),
+rules backend. A refused or timed-out connection is not retried (nothing is listening: waiting will not
+help); after ``max_connection_failures`` of them in a row the endpoint is given up for the rest of the run
+(said once on stderr, counted) and every remaining request falls back at once. Pass (c) is also checked by the labeler (the removed entity must no longer be positive),
 and every fallback is counted in ``LLMTextBackend.counts``.
 
 ``httpx`` is an optional dependency (``pip install clinclip[llm]``); it is imported only here.
@@ -23,8 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
+import sys
 import threading
 import time
 from collections import Counter
@@ -77,10 +81,23 @@ class LLMConfig:
     prompts_dir: str | None = None
     cache_dir: str | None = None  # None: ~/.cache/clinclip/llm
     max_concurrency: int = 4
-    max_retries: int = 5
+    max_retries: int = 5  # retries of a 429 / 5xx answer or a read timeout (not of a refused connection)
     backoff_s: float = 1.0
     max_backoff_s: float = 30.0
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0  # read timeout: an answer may take long on a busy server
+    connect_timeout_s: float = 5.0
+    max_connection_failures: int = 3  # in a row; then the endpoint is not called again in this run
+
+    def __post_init__(self):
+        for key in ("max_concurrency", "max_connection_failures"):
+            if getattr(self, key) < 1:
+                raise ClinclipError(f"LLM option {key} = {getattr(self, key)}: expected an integer >= 1")
+        if self.max_retries < 0:
+            raise ClinclipError(f"LLM option max_retries = {self.max_retries}: expected an integer >= 0")
+        for key in ("timeout_s", "connect_timeout_s"):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ClinclipError(f"LLM option {key} = {value!r}: expected a number of seconds > 0")
     temperature: float = 0.0
     response_format: str = "json_object"  # or "json_schema" where the server supports it, or "none"
 
@@ -133,9 +150,12 @@ class LLMClient:
         limits = httpx.Limits(max_connections=config.max_concurrency,
                               max_keepalive_connections=config.max_concurrency)
         self._httpx = httpx
-        self._http = httpx.Client(headers=headers, timeout=config.timeout_s, limits=limits)
+        timeout = httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s)
+        self._http = httpx.Client(headers=headers, timeout=timeout, limits=limits)
         self.counts: Counter = Counter()
         self._lock = threading.Lock()
+        self._connection_failures = 0  # in a row
+        self.unreachable = False  # set after max_connection_failures: no request is sent any more
 
     def close(self) -> None:
         self._http.close()
@@ -183,20 +203,41 @@ class LLMClient:
                                        "json_schema": {"name": "sentences", "schema": ANSWER_SCHEMA, "strict": True}}
         return body
 
+    def _connection_failed(self, err: Exception) -> None:
+        """Count a connection that could not be made; give the endpoint up after too many in a row."""
+        with self._lock:
+            self._connection_failures += 1
+            self.counts["connection failures"] += 1
+            give_up = not self.unreachable and self._connection_failures >= self.config.max_connection_failures
+            if give_up:
+                self.unreachable = True
+        if give_up:
+            print(f"warning: LLM endpoint {self.url} unreachable ({self._connection_failures} connection failures "
+                  f"in a row, last: {type(err).__name__}: {err}); the rules backend is used for the rest of "
+                  "this run", file=sys.stderr, flush=True)
+        raise RequestFailed(f"{self.url}: {type(err).__name__}: {err}")
+
     def _request(self, prompt: str, payload: dict) -> str:
         body = self._body(prompt, payload)
         httpx = self._httpx
         last = ""
         for attempt in range(self.config.max_retries + 1):
+            if self.unreachable:
+                self._count("requests not sent (endpoint unreachable)")
+                raise RequestFailed(f"{self.url}: unreachable")
             if attempt:
                 self._count("retries")
             self._count("requests")
             retry_after = None
             try:
                 response = self._http.post(self.url, json=body)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as err:
+                self._connection_failed(err)  # nothing listening: retrying will not help
             except (httpx.TimeoutException, httpx.TransportError) as err:
                 last = f"{type(err).__name__}: {err}"
             else:
+                with self._lock:
+                    self._connection_failures = 0
                 if response.status_code == 200:
                     try:
                         return response.json()["choices"][0]["message"]["content"]
