@@ -84,8 +84,8 @@ def test_eval_tasks_align_and_report_end_to_end(tiny_model, prepared_manifest, t
         "--out", out / "ft.json")
     # every image of the manifest was encoded once and reused by every task: one cache entry holding
     # the 6 test images and the 6 train images (added by fine-tuning)
-    image_cache = list(cache.rglob("images-*.npy"))
-    assert len(image_cache) == 1 and np.load(image_cache[0]).shape[0] == 12
+    image_cache = list(cache.rglob("images-*.npz"))
+    assert len(image_cache) == 1 and np.load(image_cache[0])["embeddings"].shape[0] == 12
 
     zs = json.loads((out / "zs.json").read_text())
     assert zs["task"] == "zero-shot" and zs["model_name"] == "tiny" and zs["split"] == "test"

@@ -20,6 +20,20 @@ for part in (text, data, train, evaluate, phantom):
     part.register(app)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from clinclip import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print the installed clinclip version and exit.")) -> None:
+    """Chest X-ray CLIP that understands negation: prepare data, train, evaluate, demo."""
+
+
 @app.command()
 def version() -> None:
     """Print the installed clinclip version."""

@@ -68,7 +68,9 @@ def demo(
     its shortcut controls and counterfactual scores, zero-shot, adversarial), and write results.json and
     report.html with a PASS/FAIL line per expectation."""
     from clinclip.apps.demo import DemoConfig, run_demo
+    from clinclip.outputs import check_output
 
+    check_output(out, folder=True, overwrite=True)  # a file there is an error; run_demo refuses old outputs
     overrides = {k: v for k, v in dict(n_studies=n, steps=steps, batch_size=batch_size, lr=lr).items()
                  if v is not None}
     if loss is not None:

@@ -62,10 +62,10 @@ def train(
     if init is not None:
         values["init"] = str(init)
     cfg = TrainConfig.build(variant_or_config, values)
+    cfg.loss_config()  # a bad variant or loss override fails here, before any model is built
     if show_config:
         typer.echo(cfg.to_yaml())
         return
-    cfg.loss_config()  # a bad variant or loss override fails here, before any model is built
     if not cfg.resume:
         _claim_run_folder(Path(cfg.out_dir).expanduser(), overwrite, cfg.data.manifest)
     from clinclip.train.loop import run_training

@@ -101,6 +101,37 @@ def score_predictions(prompts: PromptSet, labels: np.ndarray, scores: dict[str, 
     return headline, per_class, skipped
 
 
+def left_out_of_mean(per_class: dict[str, dict], kind: str) -> dict[str, str]:
+    """Classes whose metric is undefined and so are not in the mean over classes, with the reason: the
+    AUC needs positive and negative images; a class accuracy needs images of the class."""
+    import math
+
+    reasons = {}
+    for name, d in per_class.items():
+        value = d.get("auc" if kind == "binary" else "accuracy")
+        if value is not None and not math.isnan(value):
+            continue
+        n, n_pos = d.get("n", 0), d.get("n_positive")
+        if n == 0:
+            reasons[name] = "no usable image"
+        elif kind != "binary":
+            reasons[name] = "no image of this class"
+        elif n_pos == 0:
+            reasons[name] = "no positive label"
+        else:
+            reasons[name] = "no negative label"
+    return reasons
+
+
+def mean_row_label(name: str, per_class: dict[str, dict], left_out: dict[str, str]) -> str:
+    """``mean`` or ``mean of 12 of 14 classes (left out: A: no positive label; ...)`` for the table."""
+    if not left_out:
+        return name
+    kept = len(per_class) - len(left_out)
+    return (f"{name} of {kept} of {len(per_class)} classes (left out: "
+            + "; ".join(f"{c}: {why}" for c, why in left_out.items()) + ")")
+
+
 def zero_shot(store, frame: pd.DataFrame, prompts: PromptSet, manifest: str | Path = "manifest") -> dict:
     """Zero-shot classification of the manifest rows (one split) with a prompt file."""
     frame, skipped = apply_prompt_filter(frame, prompts, manifest)
@@ -115,14 +146,18 @@ def zero_shot(store, frame: pd.DataFrame, prompts: PromptSet, manifest: str | Pa
     metric_cols = ["AUC", "ACC"] if prompts.kind == "binary" else ["ACC"]
     rows = [[name] + ([d["auc"], d["accuracy"]] if prompts.kind == "binary" else [d["accuracy"]])
             + [d["n"]] for name, d in per_class.items()]
-    rows.append(["mean" if prompts.kind == "binary" else "micro (all images)"]
+    left_out = left_out_of_mean(per_class, prompts.kind)
+    rows.append([mean_row_label("mean", per_class, left_out) if prompts.kind == "binary" else "micro (all images)"]
                 + ([headline["auc"], headline["accuracy"]] if prompts.kind == "binary"
                    else [headline["accuracy"]]) + [int(ok.sum())])
     if prompts.kind == "multiclass":
-        rows.append(["macro (mean of classes)", headline["macro_accuracy"], int(ok.sum())])
+        rows.append([mean_row_label("macro (mean of classes)", per_class, left_out), headline["macro_accuracy"],
+                     int(ok.sum())])
+    notes = [f"{c} is left out of the mean over classes: {why}" for c, why in left_out.items()]
     return {
         "task": "zero-shot", "dataset": prompts.name, "prompts": prompts.source, "kind": prompts.kind,
         "headline_metric": prompts.metric, "metrics": headline, "per_class": per_class,
+        "classes_left_out_of_mean": left_out,
         "table": {"columns": ["class"] + metric_cols + ["n (count)"], "rows": rows},
-        "skipped": skipped, "notes": [],
+        "skipped": skipped, "notes": notes,
     }

@@ -4,13 +4,17 @@ Running every evaluation task on one model and one manifest must not re-encode t
 are stored as ``.npy`` under a cache folder, keyed by a fingerprint of the model (its folder's config
 files' content and its weight files' name/size/mtime, or the hub name) and of the manifest (its path and
 mtime); the entry lists the image paths (rows) it holds and grows as tasks ask for more rows. Text
-embeddings are keyed by the model and a hash of the texts. A changed checkpoint or manifest gives a new key, so a stale cache is never read.
+embeddings are keyed by the model and a hash of the texts. A changed checkpoint or manifest gives a new key,
+so a stale cache is never read.
+
+Every entry is ONE file (``.npz``: the embeddings and the paths of their rows together), written to a
+temporary file of a unique name and renamed into place: runs sharing a cache at the same time (a SLURM
+array) never read a half-written entry or rows that do not match their paths; the last writer's entry wins.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -90,16 +94,25 @@ class EmbeddingStore:
     def _cache_path(self, kind: str, key: str) -> Path | None:
         if self.cache_dir is None:
             return None
-        return self.cache_dir / self.model_key / f"{kind}-{key}.npy"
+        return self.cache_dir / self.model_key / f"{kind}-{key}.npz"
 
     @staticmethod
-    def _save(path: Path | None, array: np.ndarray, meta: dict | None = None) -> None:
+    def _save(path: Path | None, **arrays: np.ndarray) -> None:
+        """Write one cache entry atomically (unique temp name, then rename): concurrent writers never mix."""
         if path is None:
             return
-        with atomic_path(path) as tmp:  # a killed run never leaves a half-written cache entry
-            np.save(tmp, array)
-        if meta is not None:
-            path.with_suffix(".json").write_text(json.dumps(meta))
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    @staticmethod
+    def _load(path: Path | None) -> dict[str, np.ndarray] | None:
+        if path is None or not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError):  # an entry from another version, or damaged: recompute
+            return None
 
     # -- images --------------------------------------------------------------------------------------
     def _manifest_key(self, manifest: str | Path | None) -> str:
@@ -117,17 +130,17 @@ class EmbeddingStore:
         the rows that were read, and the count of unreadable images by reason.
 
         One cache entry per (model, manifest path + mtime) holds every image of that manifest encoded so
-        far (``.npy`` table + ``.json`` list of paths and failures): a task that needs a subset of the
+        far (one ``.npz`` file: the table and the paths of its rows): a task that needs a subset of the
         rows, or another split, reuses what is there and encodes only the images not yet seen."""
         image_paths = [str(p) for p in image_paths]
         cache = self._cache_path("images", self._manifest_key(manifest))
         table = None
         known: dict[str, int] = {}
         failed: dict[str, str] = {}
-        if cache is not None and cache.exists() and cache.with_suffix(".json").exists():
-            meta = json.loads(cache.with_suffix(".json").read_text())
-            table = np.load(cache)
-            known = {p: i for i, p in enumerate(meta["paths"])}
+        entry = self._load(cache)
+        if entry is not None and len(entry["paths"]) == len(entry["embeddings"]):
+            table = entry["embeddings"]
+            known = {str(p): i for i, p in enumerate(entry["paths"])}
             # failures are not reused: a repaired image is read again on the next run
         todo = list(dict.fromkeys(p for p in image_paths if p not in known and p not in failed))
         if todo:
@@ -142,7 +155,7 @@ class EmbeddingStore:
             known.update({p: len(known) + i for i, p in enumerate(encoded)})
             failed.update(new_failed)
             if table is not None:
-                self._save(cache, table, {"paths": list(known), "failed": failed, "manifest": str(manifest)})
+                self._save(cache, embeddings=table, paths=np.array(list(known), dtype=str))
         if table is None:
             reasons = Counter(failed[p] for p in image_paths if p in failed)
             raise ClinclipError(f"none of the {len(image_paths)} images could be read ({dict(reasons)}); "
@@ -185,8 +198,9 @@ class EmbeddingStore:
         if not texts:
             raise ClinclipError("no text to encode")
         cache = self._cache_path("texts", _texts_fingerprint(texts))
-        if cache is not None and cache.exists():
-            return np.load(cache)
+        entry = self._load(cache)
+        if entry is not None and len(entry["embeddings"]) == len(texts):
+            return entry["embeddings"]
         unique = list(dict.fromkeys(texts))
         index = {t: i for i, t in enumerate(unique)}
         parts = []
@@ -198,7 +212,7 @@ class EmbeddingStore:
         self.encoded_texts += len(unique)
         table = np.concatenate(parts, axis=0)
         result = table[[index[t] for t in texts]].astype(np.float32)
-        self._save(cache, result)
+        self._save(cache, embeddings=result)
         return result
 
 

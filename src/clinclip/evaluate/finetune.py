@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from clinclip.errors import ClinclipError
 from clinclip.evaluate import metrics
 from clinclip.evaluate.classification import (apply_prompt_filter, binary_targets, multiclass_targets,
-                                              score_predictions)
+                                              left_out_of_mean, score_predictions)
 from clinclip.evaluate.data import label_matrix
 from clinclip.evaluate.prompts import PromptSet
 
@@ -193,7 +193,11 @@ def finetune(store, train_frame: pd.DataFrame, test_frame: pd.DataFrame, prompts
                 scores = {k: _scatter(v, test_ok) for k, v in scores.items()}
             notes += [f"{label} seed {seed}: {n}" for n in run_notes]
             headline, per_class, _ = score_predictions(prompts, test_labels, scores, test_ok)
-            runs[label].append({"seed": seed, "n_train": int(len(pick)), **headline, "per_class": per_class})
+            left_out = left_out_of_mean(per_class, prompts.kind)
+            notes += [f"{label} seed {seed}: {c} is left out of the mean over classes: {why}"
+                      for c, why in left_out.items()]
+            runs[label].append({"seed": seed, "n_train": int(len(pick)), **headline, "per_class": per_class,
+                                "classes_left_out_of_mean": left_out})
         summary[label] = {key: metrics.mean_std([r[key] for r in runs[label]])
                           for key in ("score", "accuracy", "auc", "macro_accuracy") if key in runs[label][0]}
     rows = [[label, s["score"]["mean"], s["score"]["std"], runs[label][0]["n_train"], len(seeds)]

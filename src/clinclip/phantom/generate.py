@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from tqdm.auto import tqdm
 
 from clinclip.errors import ClinclipError
 from clinclip.observations import OBSERVATIONS
+from clinclip.outputs import check_output
 from clinclip.phantom.render import render_image
 from clinclip.phantom.reports import write_report
 from clinclip.phantom.studies import PhantomConfig, StudySpec, sample_collection
@@ -174,9 +176,11 @@ def generate_phantom(
         raise ClinclipError(f"phantom: n_studies must be at least 1 (got {cfg.n_studies})")
     if cfg.image_size < 64:
         raise ClinclipError(f"phantom: image_size must be at least 64 px (got {cfg.image_size})")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise ClinclipError(f"phantom: output folder {out_dir} is not empty (pass overwrite=True / --overwrite)")
+    out_dir = check_output(out_dir, folder=True, overwrite=overwrite)
+    if overwrite:  # a previous, larger collection must not leave studies behind
+        shutil.rmtree(out_dir / "files", ignore_errors=True)
+        for name in (SPLIT_CSV, METADATA_CSV, CHEXPERT_CSV, TRUTH_CSV):
+            (out_dir / name).unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     specs, split = sample_collection(cfg)
