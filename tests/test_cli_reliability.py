@@ -420,7 +420,7 @@ def test_a_header_only_or_empty_csv_is_an_error(tmp_path):
 
 
 def test_a_manifest_row_with_an_extra_field_is_an_error(tmp_path):
-    from clinclip.data.manifest import read_manifest
+    from clinclip.manifest import read_manifest
 
     path = tmp_path / "m.csv"
     path.write_text("image_path,report\na.png,Small effusion,oops\nb.png,Normal\n")
