@@ -284,6 +284,34 @@ def test_chexbert_through_text_label_and_text_prepare(tmp_path, tiny_chexbert):
     assert (pd.read_parquet(tmp_path / "p.parquet")["No Finding"] == 1.0).all()
 
 
+def test_csv_labels_file_through_text_label_and_text_prepare(tmp_path):
+    inp = tmp_path / "r.csv"
+    pd.DataFrame({"study_id": ["s1", "s2"], "report": ["Mild edema.", "Normal."]}).to_csv(inp, index=False)
+    labels = tmp_path / "chexpert.csv"
+    table = pd.DataFrame({"study_id": [1], **{o: [np.nan] for o in OBSERVATIONS}})
+    table.loc[0, "Edema"] = 1.0
+    table.to_csv(labels, index=False)
+    opts = ["--labeler", "csv", "--labels-file", labels]
+    assert invoke("text", "label", "--input", inp, "--out", tmp_path / "l.csv", *opts).exit_code == 0
+    assert pd.read_csv(tmp_path / "l.csv")["Edema"].tolist()[0] == 1.0
+    result = invoke("text", "prepare", "--input", inp, "--out", tmp_path / "p.parquet", *opts)
+    assert result.exit_code == 0, result.output
+    prepared = pd.read_parquet(tmp_path / "p.parquet").set_index("study_id")
+    assert prepared.loc["s1", "Edema"] == 1.0
+
+
+def test_eval_labels_reach_chexbert_with_its_options(tiny_chexbert):
+    """The labels of eval retrieval / normal-detection come from the backend and options the CLI built."""
+    from clinclip.cli.evaluate import _labeler_options
+    from clinclip.evaluate.retrieval import report_labels
+
+    ckpt, tok = tiny_chexbert
+    backend, options = _labeler_options("chexbert", ckpt, tok, None, None, "study_id")
+    labels = report_labels(["Mild edema.", "No acute disease."], None, backend, "m.parquet", options)
+    assert (labels[:, OBSERVATIONS.index("No Finding")] == 1.0).all()
+    assert _labeler_options("manifest", None, None, None, None, "study_id") == ("csv", {})
+
+
 @pytest.mark.slow
 def test_chexbert_through_eval_retrieval_and_normal_detection(tmp_path, tiny_chexbert):
     from clinclip.models import ClinClipModel

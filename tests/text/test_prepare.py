@@ -129,7 +129,7 @@ def test_cli(tmp_path, iu):
     assert len(prepare_corpus(src, seed=1, out=tmp_path / "api.parquet", progress=False)) == 30
     assert (tmp_path / "api.parquet").read_bytes() == out.read_bytes()  # Python API == CLI
     result = CliRunner().invoke(app, ["text", "prepare", "--input", str(src), "--out", str(out),
-                                      "--text-column", "body"])
+                                      "--text-column", "body", "--overwrite"])
     assert result.exit_code == 2 and "reports.csv" in result.output and "body" in result.output
 
 
