@@ -210,7 +210,9 @@ def test_phantom_overwrite_removes_a_larger_previous_run(tmp_path):
     assert invoke("phantom", "--out", out, "--n", "3", "--workers", "0", "--size", "64").exit_code == 2
     result = invoke("phantom", "--out", out, "--n", "3", "--workers", "0", "--size", "64", "--overwrite")
     assert result.exit_code == 0, result.output
-    assert len(list(out.rglob("*.txt"))) == 3 and len(list(out.rglob("*.jpg"))) == 3
+    assert len(list(out.rglob("*.txt"))) == 3 and len(list((out / "files").rglob("*.jpg"))) == 3
+    truth = pd.read_csv(out / "phantom-truth.csv.gz")
+    assert len(truth) == 3
 
 
 def test_train_out_and_out_dir_are_one_option(tmp_path):

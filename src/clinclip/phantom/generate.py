@@ -178,8 +178,9 @@ def generate_phantom(
         raise ClinclipError(f"phantom: image_size must be at least 64 px (got {cfg.image_size})")
     out_dir = check_output(out_dir, folder=True, overwrite=overwrite)
     if overwrite:  # a previous, larger collection must not leave studies behind
-        shutil.rmtree(out_dir / "files", ignore_errors=True)
-        for name in (SPLIT_CSV, METADATA_CSV, CHEXPERT_CSV, TRUTH_CSV):
+        for folder in ("files", COUNTERFACTUAL_DIR):
+            shutil.rmtree(out_dir / folder, ignore_errors=True)
+        for name in (SPLIT_CSV, METADATA_CSV, CHEXPERT_CSV, TRUTH_CSV, COUNTERFACTUAL_CSV):
             (out_dir / name).unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
