@@ -70,7 +70,8 @@ def prepare(
 
     options = AdapterOptions(
         views=views, seed=seed, split_fractions=_parse_fractions(split_fractions), check_images=not no_check_images,
-        require_report=not allow_missing_reports, reports_root=reports_root, labels=labels, labeler=old_labeler or mimic_labels,
+        require_report=not allow_missing_reports, reports_root=reports_root, labels=labels,
+        labeler=old_labeler or mimic_labels,
         split_dir=split_dir, vindr_aggregate=aggregate, per_class=per_class, table=table, image_column=image_column,
         report_column=report_column, label_columns=tuple(c.strip() for c in label_columns.split(",") if c.strip()),
         patient_column=patient_column, study_column=study_column, split_column=split_column, view_column=view_column,

@@ -107,7 +107,7 @@ def finetune_cmd(model: str = MODEL, data: str = DATA, out: str = OUT, split: st
                  lr: float = typer.Option(1e-5, help="Encoder learning rate of full fine-tuning."),
                  cache_dir: Optional[str] = CACHE, batch_size: int = BATCH, device: Optional[str] = DEVICE,
                  name: Optional[str] = NAME,
-                  overwrite: bool = OVERWRITE) -> None:
+                 overwrite: bool = OVERWRITE) -> None:
     """Fine-tuned classification FT10/FT100: linear probe or full fine-tuning, several seeds."""
     _check_out(out, overwrite, data)
     from clinclip.errors import ClinclipError
@@ -136,7 +136,7 @@ def adversarial_cmd(model: str = MODEL, data: str = DATA, out: str = OUT, split:
                     pairs: str = typer.Option("one", help="one (X, Y) pair per image, or all pairs."),
                     cache_dir: Optional[str] = CACHE, batch_size: int = BATCH, device: Optional[str] = DEVICE,
                     name: Optional[str] = NAME,
-                  overwrite: bool = OVERWRITE) -> None:
+                    overwrite: bool = OVERWRITE) -> None:
     """Adversarial prediction (ProbMed-style, paper Table 4): both queries right; chance 25%."""
     _check_out(out, overwrite, data)
     from clinclip.evaluate.adversarial import adversarial
@@ -162,7 +162,7 @@ def normal_detection_cmd(model: str = MODEL, data: str = DATA, out: str = OUT, s
                          dataset_name: Optional[str] = DATASET, cache_dir: Optional[str] = CACHE,
                          batch_size: int = BATCH, device: Optional[str] = DEVICE,
                          name: Optional[str] = NAME,
-                  overwrite: bool = OVERWRITE) -> None:
+                         overwrite: bool = OVERWRITE) -> None:
     """Normal case detection (paper Table 3): own normal report vs 2,999 abnormal reports, top-1."""
     _check_out(out, overwrite, data, labels_file)
     from clinclip.evaluate.retrieval import normal_detection
@@ -242,7 +242,7 @@ def negation_retrieval_cmd(model: str = MODEL, data: str = DATA, out: str = OUT,
                            prompts: str = PROMPTS, ks: str = typer.Option("5,10,50", help="k values."),
                            cache_dir: Optional[str] = CACHE, batch_size: int = BATCH,
                            device: Optional[str] = DEVICE, name: Optional[str] = NAME,
-                  overwrite: bool = OVERWRITE) -> None:
+                           overwrite: bool = OVERWRITE) -> None:
     """Negation retrieval: precision@k of "X" and "no X" prompts and their gap."""
     _check_out(out, overwrite, data)
     from clinclip.evaluate.negation_retrieval import negation_retrieval
@@ -266,7 +266,7 @@ def analyses_cmd(model: str = MODEL, data: str = DATA, out: str = OUT, split: st
                  what: str = typer.Option("ig,tsne,heads", help="Analyses to run."),
                  cache_dir: Optional[str] = CACHE, batch_size: int = BATCH, device: Optional[str] = DEVICE,
                  name: Optional[str] = NAME,
-                  overwrite: bool = OVERWRITE) -> None:
+                 overwrite: bool = OVERWRITE) -> None:
     """Text-encoder analyses: Integrated Gradients on negated sentences, t-SNE of affirmed vs negated
     sentences, attention-head ablation measured on CXR-Align A."""
     _check_out(out, overwrite, data, benchmark)

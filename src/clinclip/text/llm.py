@@ -15,8 +15,9 @@ and read timeouts, and are cached on disk under a key hashing (model, prompt fil
 input). An answer that fails validation, or a request that still fails after the retries, falls back to the
 rules backend. A refused or timed-out connection is not retried (nothing is listening: waiting will not
 help); after ``max_connection_failures`` of them in a row the endpoint is given up for the rest of the run
-(said once on stderr, counted) and every remaining request falls back at once. Pass (c) is also checked by the labeler (the removed entity must no longer be positive),
-and every fallback is counted in ``LLMTextBackend.counts``.
+(said once on stderr, counted) and every remaining request falls back at once. Pass (c) is also checked by
+the labeler (the removed entity must no longer be positive), and
+every fallback is counted in ``LLMTextBackend.counts``.
 
 ``httpx`` is an optional dependency (``pip install clinclip[llm]``); it is imported only here.
 """
