@@ -460,9 +460,46 @@ def test_a_manifest_row_with_an_extra_field_is_an_error(tmp_path):
 
 # --- means over classes say what they left out ----------------------------------------------------------
 
-def test_zero_shot_mean_names_the_classes_left_out(tmp_path):
-    from test_eval_tasks import A, B, manifest, store
+def _unit(*values):
+    v = np.asarray(values, dtype=np.float32)
+    return v / np.linalg.norm(v)
 
+
+A, B, C = _unit(1, 0, 0), _unit(0, 1, 0), _unit(0, 0, 1)
+
+
+def manifest(tmp_path, rows: list[dict]) -> str:
+    """A manifest CSV of constant-grey images (pixel value -> embedding A, B or C) and the given columns."""
+    from eval_helpers import write_gray_png
+
+    records = []
+    for i, row in enumerate(rows):
+        rec = {c: np.nan for c in OBSERVATIONS}
+        rec.update({"image_id": f"img{i}", "study_id": f"s{i}", "split": "test",
+                    "image_path": write_gray_png(tmp_path / "img" / f"img{i}.png", row["pixel"])})
+        rec.update({k: v for k, v in row.items() if k != "pixel"})
+        records.append(rec)
+    path = tmp_path / "manifest.csv"
+    pd.DataFrame(records).to_csv(path, index=False)
+    return str(path)
+
+
+def store(text_table):
+    from eval_helpers import KeyedEncoder, pil_loader
+
+    from clinclip.evaluate.embeddings import EmbeddingStore
+
+    return EmbeddingStore(KeyedEncoder({10: A, 20: B, 30: C}, text_table), "test-model", cache_dir=None,
+                          image_loader=pil_loader, progress=False)
+
+
+def frame_of(path):
+    from clinclip.manifest import read_manifest
+
+    return read_manifest(path)
+
+
+def test_zero_shot_mean_names_the_classes_left_out(tmp_path):
     from clinclip.evaluate.classification import zero_shot
     from clinclip.evaluate.prompts import load_prompts
     from clinclip.evaluate.results import markdown_table
@@ -473,8 +510,6 @@ def test_zero_shot_mean_names_the_classes_left_out(tmp_path):
     prompts.write_text("name: toy\nkind: binary\nclasses:\n"
                        "  Edema: {positive: [edema], negative: [no edema]}\n"
                        "  Atelectasis: {positive: [atelectasis], negative: [no atelectasis]}\n")
-    from test_eval_tasks import frame_of
-
     result = zero_shot(store({"edema": A, "no edema": B, "atelectasis": A, "no atelectasis": B}),
                        frame_of(data), load_prompts(str(prompts)), data)
     assert result["classes_left_out_of_mean"] == {"Atelectasis": "no positive label"}
@@ -486,8 +521,6 @@ def test_zero_shot_mean_names_the_classes_left_out(tmp_path):
 # --- normal detection: the documented definition, every study counted -------------------------------
 
 def test_normal_detection_follows_no_finding_and_counts_every_study(tmp_path):
-    from test_eval_tasks import A, B, C, manifest, store, frame_of
-
     from clinclip.evaluate.retrieval import normal_detection
 
     data = manifest(tmp_path, [
