@@ -56,8 +56,6 @@ def report_labels(texts: list[str], frame_rows: pd.DataFrame | None, labeler: st
     ``labeler_options``) on the texts."""
     options = dict(labeler_options or {})
     if labeler == "csv" and options:
-        from clinclip.text.labeler import get_labeler
-
         key = options.get("key_column", "study_id")
         column = key if frame_rows is not None and key in frame_rows.columns else "study_id"
         if frame_rows is None or column not in frame_rows.columns:
