@@ -210,9 +210,9 @@ def cxr_align_cmd(model: str = MODEL,
                                                       "images ('all': every row; used whole when the "
                                                       "manifest has no split column)."),
                   train_manifest: Optional[str] = typer.Option(
-                      None, "--train-manifest", help="Prepared manifest whose train split (text vs "
-                                                     "text_negated) trains the bag-of-words baseline "
-                                                     "[default: baseline not computed]."),
+                      None, "--train-manifest", show_default="baseline not computed",
+                      help="Prepared manifest whose train split (text vs text_negated) trains the bag-of-words "
+                           "baseline."),
                   seed: int = typer.Option(0, help="Seed of the swap control's draw."),
                   cache_dir: Optional[str] = CACHE, batch_size: int = BATCH, device: Optional[str] = DEVICE,
                   name: Optional[str] = NAME,
