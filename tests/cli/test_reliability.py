@@ -581,7 +581,7 @@ def test_embedding_cache_is_consistent_under_two_concurrent_processes(tmp_path):
 
     paths = [write_gray_png(tmp_path / "img" / f"{v}.png", v) for v in range(1, 41)]
     script = tmp_path / "writer.py"
-    script.write_text(_WRITER.format(tests=str(Path(__file__).parent), paths=paths, cache=str(tmp_path / "c")))
+    script.write_text(_WRITER.format(tests=str(Path(__file__).parents[1]), paths=paths, cache=str(tmp_path / "c")))
     procs = [subprocess.Popen([sys.executable, str(script), str(i)], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT) for i in range(2)]
     outputs = [p.communicate(timeout=300)[0].decode() for p in procs]
