@@ -1,6 +1,6 @@
 """clinclip: chest X-ray vision-language models that understand negation.
 
-Parts (one sub-package each, see SPEC.md section 1): ``data`` (dataset adapters and image I/O),
+Parts (one sub-package each, see docs/ARCHITECTURE.md): ``data`` (dataset adapters and image I/O),
 ``text`` (report pipeline), ``models`` (encoders, save/load, external wrappers), ``losses``,
 ``train``, ``evaluate``, ``phantom`` (embedded synthetic data) and ``cli``.
 """

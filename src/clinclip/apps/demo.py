@@ -79,7 +79,7 @@ class DemoConfig:
     eval_batch_size: int = 64
     device: str = "auto"  # auto: the first CUDA GPU when there is one (bf16 autocast), else the CPU
     # Loss overrides for the demo's random-init encoders (ours, measured in docs/demo.md; the variant presets
-    # keep SPEC's starting point 0.8/0.5/0.8). A random-init 2-layer BERT puts all reports at cosine 0.93-0.99
+    # keep the 0.8/0.5/0.8 of docs/losses.md). A random-init 2-layer BERT puts all reports at cosine 0.93-0.99
     # (mean pooling; 1.000 with CLS); trained, reports sit at cosine ~0.90 of one another and of their own hard
     # negative, graphs at ~0.91 (0.94). At tau 0.8 the hard negative thus gets a soft label of 0.5-0.7 of the
     # positive's, which cancels the negation signal (CXR-Align A 0.56-0.64); at 0.95 only near-duplicates,

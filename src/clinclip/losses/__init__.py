@@ -1,4 +1,4 @@
-"""Losses (SPEC.md section 4): InfoNCE, the paper's dynamic soft-label KL (t, c, g streams, Eq. 1-10),
+"""Losses (docs/losses.md): InfoNCE, the paper's dynamic soft-label KL (t, c, g streams, Eq. 1-10),
 SoftCLIP and CoN-CLIP-style CON2, all as choices of targets and candidates of one machinery.
 
 Public API: ``total_loss`` (functional form), ``loss_terms`` (same, with per-pair/stream components),

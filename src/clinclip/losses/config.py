@@ -23,7 +23,7 @@ GRAPH_PAIRS = frozenset({"I-G", "G-I", "T-G", "G-T"})
 TEXT_SOURCES = ("report", "negation_prompts")
 # What a batch may have to carry (derived from the variant by ``LossConfig.needed_inputs``), in this order.
 REQUIREMENTS = ("hard_negatives", "graphs", "labels", "neg_labels")
-# The paper publishes no thresholds or weights; these starting points are ours (SPEC section 4).
+# The paper publishes no thresholds or weights; these starting points are ours (docs/losses.md).
 DEFAULT_TAUS = {"t": 0.8, "c": 0.5, "g": 0.8}
 
 

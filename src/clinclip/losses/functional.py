@@ -1,4 +1,4 @@
-"""The paper's loss (Eq. 1-10, as settled in SPEC.md section 4) as plain functions.
+"""The paper's loss (Eq. 1-10, as settled in docs/losses.md) as plain functions.
 
 One machinery serves every variant: a variant chooses which ordered modality pairs take part (the
 candidates and anchors) and which target streams are mixed (the targets):

@@ -1,4 +1,4 @@
-"""The 'models' part (SPEC section 3): configs, the clinclip model, Hugging Face CLIP/SigLIP towers, and the
+"""The 'models' part (docs/models.md): configs, the clinclip model, Hugging Face CLIP/SigLIP towers, and the
 encoder interface evaluation uses for every model.
 
 Heavy imports (torch, transformers) happen on first use of the names below, so importing

@@ -1,5 +1,5 @@
 """``ClinClipModel``: image, text and graph encoders with projections to a shared space and a learnable
-temperature (SPEC section 3), saved and loaded as a directory (config.json + model.safetensors + tokenizer)."""
+temperature (docs/models.md), saved and loaded as a directory (config.json + model.safetensors + tokenizer)."""
 
 from __future__ import annotations
 

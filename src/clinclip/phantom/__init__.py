@@ -1,4 +1,4 @@
-"""Phantom data: synthetic MIMIC-style reports and label-driven synthetic radiographs (SPEC section 8).
+"""Phantom data: synthetic MIMIC-style reports and label-driven synthetic radiographs (docs/demo.md).
 
 ``generate_phantom(out_dir, PhantomConfig(n_studies=...))`` writes a collection in the MIMIC-CXR-JPG
 layout, with counterfactual images (each held-out study without one finding; ``read_counterfactuals``);

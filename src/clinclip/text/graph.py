@@ -1,4 +1,4 @@
-"""Report graphs in the RadGraph schema (SPEC 2.6).
+"""Report graphs in the RadGraph schema (docs/text-pipeline.md).
 
 Output (one dict per report, the shape of RadGraph's own output; the schema is ``clinclip.manifest``'s)::
 

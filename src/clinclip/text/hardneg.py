@@ -1,4 +1,4 @@
-"""Hard negatives r^n and removed-entity reports r^r (paper 4.1, Fig. 2; SPEC 2.5).
+"""Hard negatives r^n and removed-entity reports r^r (paper 4.1, Fig. 2; docs/text-pipeline.md).
 
 Abnormal report r (some finding positive): one positive finding is chosen uniformly; the sentences
 about it are removed (giving r^r) and a negative statement for it, from ``templates/negations.yaml``, is
@@ -90,7 +90,7 @@ def positive_findings(labels: Sequence[float]) -> list[str]:
 
 
 def is_normal(labels: Sequence[float]) -> bool:
-    """Normal per SPEC 2.5: No Finding positive, or no finding positive at all."""
+    """Normal (docs/text-pipeline.md): No Finding positive, or no finding positive at all."""
     return labels[_NO_FINDING_INDEX] == LABEL_POSITIVE or not positive_findings(labels)
 
 

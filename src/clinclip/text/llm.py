@@ -1,4 +1,4 @@
-"""Optional LLM backend for pipeline stages 2, 3 and 5 (SPEC 2.7), over any OpenAI-compatible chat
+"""Optional LLM backend for pipeline stages 2, 3 and 5 (docs/text-pipeline.md, "LLM backend"), over any OpenAI-compatible chat
 endpoint: a local vLLM or Ollama server, or a hosted one.
 
 Three passes, each an editable prompt file in ``clinclip/text/prompts/`` (or a folder of your own with

@@ -1,6 +1,6 @@
 """``clinclip text prepare``: the whole report pipeline over a corpus, into one prepared manifest.
 
-Stages (SPEC 2): sections -> single-entity sentences -> temporal statements removed -> 14 labels ->
+Stages (docs/text-pipeline.md): sections -> single-entity sentences -> temporal statements removed -> 14 labels ->
 hard negative r^n and removed-entity report r^r -> graphs of r and r^n. Text stages and the rules labeler
 run in worker processes over chunks of rows (results in input order); the CheXbert labeler and the LLM
 backend run in the main process (a GPU, an HTTP thread pool). Distinct report texts go through the text

@@ -1,4 +1,4 @@
-"""Report sections: keep FINDINGS and IMPRESSION, drop everything else (SPEC section 2, step 1).
+"""Report sections: keep FINDINGS and IMPRESSION, drop everything else (docs/text-labels.md, "What each stage does").
 
 Headers are recognised MIMIC-style: a known section name at the start of a line (or after a
 sentence end), followed by a colon, in any case: ``FINDINGS:``, ``Impression:``, ``CONCLUSION:``.

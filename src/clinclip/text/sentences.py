@@ -1,4 +1,4 @@
-"""Sentences and single-entity sentences (SPEC section 2, step 2).
+"""Sentences and single-entity sentences (docs/text-labels.md, "What each stage does").
 
 ``split_sentences`` is a rule splitter for radiology prose: it does not split after abbreviations
 ("Dr.", "approx.", "vs.", "e.g."), inside decimals ("1.5 cm"), or at hard line wraps, and it treats

@@ -1,4 +1,4 @@
-"""Temporal statements removed (SPEC section 2, step 3).
+"""Temporal statements removed (docs/text-labels.md, "What each stage does").
 
 A training report must describe the current image, not its change from a prior study. Each sentence
 is rewritten to the current state or dropped:

@@ -1,4 +1,4 @@
-"""Training (SPEC.md section 5): ``TrainConfig`` (typed, presets + ``key=value`` overrides), the manifest
+"""Training (docs/training.md): ``TrainConfig`` (typed, presets + ``key=value`` overrides), the manifest
 dataset, and ``run_training`` for one process or ``torchrun`` DDP, with resumable checkpoints.
 
     from clinclip.train import TrainConfig, run_training
