@@ -65,7 +65,7 @@ def test_results_round_trip_and_markdown(tmp_path):
     result = {"task": "retrieval", "model_name": "m", "dataset": "d", "metrics": {"top5": float("nan")},
               "table": {"columns": ["@5"], "rows": [[np.float32(0.25)]]}, "skipped": {"empty report": 3},
               "notes": []}
-    json_path, md_path = write_result(result, tmp_path / "r.json")
+    json_path, md_path, *_ = write_result(result, tmp_path / "r.json")
     back = read_results([json_path])[str(json_path)]
     assert back["metrics"]["top5"] is None  # NaN becomes null, valid JSON
     md = md_path.read_text()

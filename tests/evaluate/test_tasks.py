@@ -77,6 +77,9 @@ def test_zero_shot_binary_auc_accuracy_and_counts(tmp_path):
     assert per["auc"] == pytest.approx(0.875)
     assert per["accuracy"] == pytest.approx(0.75)
     assert per["n"] == 4
+    low, high = per["auc_ci"]  # 4 images: a wide bootstrap interval around the estimate
+    assert low <= 0.875 <= high and high - low > 0.2 and result["metrics"]["auc_ci"] == per["auc_ci"]
+    assert result["confidence_intervals"]["resamples"] == 1000
     assert result["skipped"]["uncertain label for Effusion (left out of that class)"] == 1
     assert sum(v for k, v in result["skipped"].items() if "unreadable image" in k) == 1
 

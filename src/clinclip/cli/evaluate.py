@@ -19,7 +19,8 @@ align_app = typer.Typer(help="CXR-Align benchmark files (the published PhysioNet
 
 MODEL = typer.Option(..., "--model", help="Model folder (own or HF CLIP/SigLIP), hub name, or open_clip spec.")
 DATA = typer.Option(..., "--data", help="Manifest (Parquet/CSV) of the evaluation images.")
-OUT = typer.Option(..., "--out", help="Results JSON to write (a .md table is written beside it).")
+OUT = typer.Option(..., "--out", help="Results JSON to write (its table is written beside it as .md, .csv "
+                                      "and .tex).")
 SPLIT = typer.Option("test", "--split", help="Split to evaluate ('all' for every row).")
 CACHE = typer.Option(None, "--cache-dir", show_default="$CLINCLIP_CACHE/embeddings or ~/.cache/clinclip/embeddings",
                      help="Embedding cache folder; 'none' disables it.")
@@ -73,9 +74,9 @@ def _finish(result: dict, model: str, data: str, split: str, out: str, name: Opt
     result.update({"model": str(model), "model_name": name or model_identity(model),
                    "data": str(data), "split": split,
                    "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
-    json_path, md_path = write_result(result, out)
+    files = write_result(result, out)
     typer.echo(markdown_table(result))
-    typer.echo(f"wrote {json_path} and {md_path}")
+    typer.echo(f"wrote {files.json} and its table as {', '.join(str(p) for p in files[1:])}")
 
 
 @eval_app.command("zero-shot")

@@ -18,6 +18,7 @@ import pandas as pd
 from clinclip.errors import ClinclipError
 from clinclip.evaluate import metrics
 from clinclip.evaluate.classification import apply_prompt_filter
+from clinclip.evaluate.confidence import Bootstrap
 from clinclip.evaluate.data import label_matrix
 from clinclip.evaluate.prompts import PromptSet
 
@@ -45,7 +46,7 @@ def _ensemble(store, prompts: list[str]) -> np.ndarray:
 
 
 def adversarial(store, frame: pd.DataFrame, prompts: PromptSet, manifest: str | Path = "manifest",
-                seed: int = 0, pairs: str = "one") -> dict:
+                seed: int = 0, pairs: str = "one", ci_seed: int = 0) -> dict:
     if pairs not in ("one", "all"):
         raise ClinclipError(f"--pairs must be one or all, got {pairs!r}")
     frame, skipped = apply_prompt_filter(frame, prompts, manifest)
@@ -73,13 +74,15 @@ def adversarial(store, frame: pd.DataFrame, prompts: PromptSet, manifest: str | 
         per_entity[c.name] = {"q1_present": float(out["q1"][as_x].mean()) if as_x.any() else float("nan"),
                               "q2_absent": float(out["q2"][as_y].mean()) if as_y.any() else float("nan"),
                               "n_present": int(as_x.sum()), "n_absent": int(as_y.sum())}
-    headline = {"accuracy": float(out["both"].mean()), "q1": float(out["q1"].mean()),
-                "q2": float(out["q2"].mean()), "n": len(trials), "chance": 0.25}
+    boot = Bootstrap.draw(len(trials), seed=ci_seed)
+    headline = {"accuracy": float(out["both"].mean()), "accuracy_ci": boot.accuracy_ci(out["both"]),
+                "q1": float(out["q1"].mean()), "q2": float(out["q2"].mean()), "n": len(trials), "chance": 0.25}
     return {
         "task": "adversarial", "dataset": prompts.name, "prompts": prompts.source, "pairs": pairs, "seed": seed,
-        "metrics": headline, "per_entity": per_entity,
-        "table": {"columns": ["Adversarial CLS (both right)", "query 1 (present)", "query 2 (absent)",
-                              "chance", "trials (count)"],
-                  "rows": [[headline["accuracy"], headline["q1"], headline["q2"], 0.25, len(trials)]]},
+        "metrics": headline, "per_entity": per_entity, "confidence_intervals": boot.describe(),
+        "table": {"columns": ["Adversarial CLS (both right)", "Adversarial CLS (both right) 95% CI",
+                              "query 1 (present)", "query 2 (absent)", "chance", "trials (count)"],
+                  "rows": [[headline["accuracy"], headline["accuracy_ci"], headline["q1"], headline["q2"], 0.25,
+                            len(trials)]]},
         "skipped": skipped, "notes": [],
     }

@@ -7,6 +7,7 @@ mentioned) negative; uncertain (-1) left out and counted.
 multiclass files (CheXpert 5x200): class score = mean similarity over all of the class's prompts,
 prediction = argmax; per-class, macro and micro accuracy. Rows without exactly one positive class are
 left out and counted.
+Every AUC and accuracy carries a 95 % bootstrap interval (``*_ci``; see ``clinclip.evaluate.confidence``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pandas as pd
 
 from clinclip.errors import ClinclipError
 from clinclip.evaluate import metrics
+from clinclip.evaluate.confidence import Bootstrap
 from clinclip.evaluate.data import label_matrix
 from clinclip.evaluate.prompts import PromptSet
 
@@ -65,13 +67,21 @@ def class_prompt_scores(store, image_embeds: np.ndarray, prompts: PromptSet) -> 
     return scores
 
 
+def _nanmean_rows(values: np.ndarray) -> np.ndarray:
+    """Mean over classes (columns) per resample, ignoring classes undefined in that resample."""
+    defined = ~np.isnan(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(defined.any(axis=1), np.nansum(values, axis=1) / defined.sum(axis=1), np.nan)
+
+
 def score_predictions(prompts: PromptSet, labels: np.ndarray, scores: dict[str, np.ndarray],
-                      ok: np.ndarray) -> tuple[dict, dict, dict[str, int]]:
+                      ok: np.ndarray, bootstrap: Bootstrap | None = None) -> tuple[dict, dict, dict[str, int]]:
     """Metrics of class scores against labels: (headline metrics, per-class details, skipped counts).
     ``scores`` are positive probabilities (binary) or class scores (multiclass); ``ok`` marks rows whose
-    image was read."""
+    image was read. With ``bootstrap`` (drawn over the same rows) every AUC / accuracy gets a ``*_ci``."""
     skipped: dict[str, int] = {}
     per_class: dict[str, dict] = {}
+    resampled_auc, resampled_acc = [], []
     if prompts.kind == "binary":
         for k, cls in enumerate(prompts.classes):
             y, usable = binary_targets(labels[:, k])
@@ -83,10 +93,19 @@ def score_predictions(prompts: PromptSet, labels: np.ndarray, scores: dict[str, 
                                    "accuracy": float(((prob > 0.5) == (y[m] == 1)).mean()) if m.any()
                                    else float("nan"),
                                    "n": int(m.sum()), "n_positive": int(y[m].sum())}
+            if bootstrap is not None:
+                score = np.nan_to_num(scores[cls.name])
+                resampled_auc.append(bootstrap.aucs(y, score, m))
+                resampled_acc.append(bootstrap.means((score > 0.5) == (y == 1), m))
+                per_class[cls.name]["auc_ci"] = bootstrap.interval(resampled_auc[-1])
+                per_class[cls.name]["accuracy_ci"] = bootstrap.interval(resampled_acc[-1])
         aucs = [v["auc"] for v in per_class.values()]
         accs = [v["accuracy"] for v in per_class.values()]
         headline = {"auc": float(np.nanmean(aucs)) if not np.all(np.isnan(aucs)) else float("nan"),
                     "accuracy": float(np.nanmean(accs)) if not np.all(np.isnan(accs)) else float("nan")}
+        if bootstrap is not None:
+            headline["auc_ci"] = bootstrap.interval(_nanmean_rows(np.stack(resampled_auc, axis=1)))
+            headline["accuracy_ci"] = bootstrap.interval(_nanmean_rows(np.stack(resampled_acc, axis=1)))
         headline["score"] = headline[prompts.metric]
     else:
         y, usable = multiclass_targets(labels)
@@ -98,6 +117,16 @@ def score_predictions(prompts: PromptSet, labels: np.ndarray, scores: dict[str, 
         per_class = {name: {"accuracy": v, "n": int((y[m] == k).sum())}
                      for k, (name, v) in enumerate(acc.per_class.items())}
         headline = {"accuracy": acc.micro, "macro_accuracy": acc.macro, "score": acc.micro}
+        if bootstrap is not None:
+            correct = np.zeros(len(y), dtype=bool)
+            correct[m] = matrix[m].argmax(axis=1) == y[m]
+            for k, name in enumerate(per_class):
+                resampled_acc.append(bootstrap.means(correct, m & (y == k)))
+                per_class[name]["accuracy_ci"] = bootstrap.interval(resampled_acc[-1])
+            headline["accuracy_ci"] = bootstrap.accuracy_ci(correct, m)
+            headline["macro_accuracy_ci"] = bootstrap.interval(_nanmean_rows(np.stack(resampled_acc, axis=1)))
+    if bootstrap is not None:
+        headline["score_ci"] = headline[f"{prompts.metric}_ci"]
     return headline, per_class, skipped
 
 
@@ -132,8 +161,10 @@ def mean_row_label(name: str, per_class: dict[str, dict], left_out: dict[str, st
             + "; ".join(f"{c}: {why}" for c, why in left_out.items()) + ")")
 
 
-def zero_shot(store, frame: pd.DataFrame, prompts: PromptSet, manifest: str | Path = "manifest") -> dict:
-    """Zero-shot classification of the manifest rows (one split) with a prompt file."""
+def zero_shot(store, frame: pd.DataFrame, prompts: PromptSet, manifest: str | Path = "manifest",
+              ci_seed: int = 0) -> dict:
+    """Zero-shot classification of the manifest rows (one split) with a prompt file; 95 % bootstrap
+    intervals from 1,000 resamples drawn with ``ci_seed``."""
     frame, skipped = apply_prompt_filter(frame, prompts, manifest)
     if frame.empty:
         raise ClinclipError(f"{manifest}: no row left to classify")
@@ -141,23 +172,28 @@ def zero_shot(store, frame: pd.DataFrame, prompts: PromptSet, manifest: str | Pa
     embeds, ok, failures = store.image_embeddings(list(frame["image_path"]), manifest)
     skipped.update(failures)
     scores = class_prompt_scores(store, np.nan_to_num(embeds), prompts)
-    headline, per_class, more = score_predictions(prompts, labels, scores, ok)
+    bootstrap = Bootstrap.draw(len(frame), seed=ci_seed)
+    headline, per_class, more = score_predictions(prompts, labels, scores, ok, bootstrap)
     skipped.update(more)
-    metric_cols = ["AUC", "ACC"] if prompts.kind == "binary" else ["ACC"]
-    rows = [[name] + ([d["auc"], d["accuracy"]] if prompts.kind == "binary" else [d["accuracy"]])
-            + [d["n"]] for name, d in per_class.items()]
+    keys = ["auc", "accuracy"] if prompts.kind == "binary" else ["accuracy"]
+    names = {"auc": "AUC", "accuracy": "ACC"}
+    metric_cols = [c for key in keys for c in (names[key], f"{names[key]} 95% CI")]
+
+    def cells(d: dict) -> list:
+        return [v for key in keys for v in (d[key], d.get(f"{key}_ci"))]
+
+    rows = [[name] + cells(d) + [d["n"]] for name, d in per_class.items()]
     left_out = left_out_of_mean(per_class, prompts.kind)
     rows.append([mean_row_label("mean", per_class, left_out) if prompts.kind == "binary" else "micro (all images)"]
-                + ([headline["auc"], headline["accuracy"]] if prompts.kind == "binary"
-                   else [headline["accuracy"]]) + [int(ok.sum())])
+                + cells(headline) + [int(ok.sum())])
     if prompts.kind == "multiclass":
         rows.append([mean_row_label("macro (mean of classes)", per_class, left_out), headline["macro_accuracy"],
-                     int(ok.sum())])
+                     headline["macro_accuracy_ci"], int(ok.sum())])
     notes = [f"{c} is left out of the mean over classes: {why}" for c, why in left_out.items()]
     return {
         "task": "zero-shot", "dataset": prompts.name, "prompts": prompts.source, "kind": prompts.kind,
         "headline_metric": prompts.metric, "metrics": headline, "per_class": per_class,
-        "classes_left_out_of_mean": left_out,
+        "classes_left_out_of_mean": left_out, "confidence_intervals": bootstrap.describe(),
         "table": {"columns": ["class"] + metric_cols + ["n (count)"], "rows": rows},
         "skipped": skipped, "notes": notes,
     }

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from clinclip.errors import ClinclipError
+from clinclip.evaluate.confidence import Bootstrap
 from clinclip.evaluate.counterfactual import counterfactual_scores
 from clinclip.evaluate.shortcuts import SwapPool, control_decisions, fit_bag_of_words, summarise_controls
 from clinclip.files import read_mapping, write_text_atomic
@@ -265,20 +266,22 @@ def text_classifier_from_manifest(path: str | Path, seed: int = 0):
 
 
 def _shown(summary: dict) -> list:
-    return [summary[k] for k in ("A", "B", "cxr_align_a_blind", "cxr_align_b_blind",
+    return [summary[k] for k in ("A", "A_ci", "B", "B_ci", "cxr_align_a_blind", "cxr_align_b_blind",
                                  "swap_delta_a", "swap_delta_b", "text_longer_a", "text_longer_b",
                                  "text_bag_of_words_a", "text_bag_of_words_b")]
 
 
 CF_KEYS = {"cf_order": "CF-order A", "cf_pair": "CF-pair A (chance 25)", "cf_order_b": "CF-order B",
            "cf_pair_b": "CF-pair B"}
-TABLE_COLUMNS = ["source", "A (r vs r^n)", "B (r vs r^r)", "A image-blind", "B image-blind", "swap ΔA", "swap ΔB",
+TABLE_COLUMNS = ["source", "A (r vs r^n)", "A (r vs r^n) 95% CI", "B (r vs r^r)", "B (r vs r^r) 95% CI",
+                 "A image-blind", "B image-blind", "swap ΔA", "swap ΔB",
                  "longer-text A", "longer-text B", "bag-of-words A", "bag-of-words B", "n (count)"]
 
 
 def score_benchmark(store, benchmark: dict[str, dict[str, dict]], frame: pd.DataFrame,
                     manifest: str | Path = "manifest", benchmark_path: str = "",
-                    swap_frame: pd.DataFrame | None = None, text_classifier=None, seed: int = 0) -> dict:
+                    swap_frame: pd.DataFrame | None = None, text_classifier=None, seed: int = 0,
+                    ci_seed: int = 0) -> dict:
     """Score tasks A and B for every source dataset in the benchmark, with the shortcut controls.
     ``frame`` maps image ids to image paths (its ``image_id`` and ``image_path`` columns; any split).
     ``swap_frame``: the studies whose images the swap control draws (the test split; None: no swap
@@ -288,7 +291,7 @@ def score_benchmark(store, benchmark: dict[str, dict[str, dict]], frame: pd.Data
     ``metrics`` holds ``A``, ``B``, ``n`` and every key of ``shortcuts.summarise_controls`` (fractions;
     ``swap_delta_*`` differences in [-1, 1]); ``per_source`` the same per source, with ``per_entity``.
     Entries with a ``counterfactual_image`` add CF-order/CF-pair (``cf_*`` keys; ``counterfactual`` per
-    source)."""
+    source). ``A_ci`` / ``B_ci``: 95 % bootstrap intervals (1,000 resamples of the triplets, ``ci_seed``)."""
     triplets, skipped = AlignTriplets.from_benchmark(benchmark, frame)
     notes: list[str] = []
     images = np.zeros((len(triplets), 0), dtype=np.float32)
@@ -320,10 +323,13 @@ def score_benchmark(store, benchmark: dict[str, dict[str, dict]], frame: pd.Data
                      "(clinclip eval cxr-align --train-manifest)")
     decisions = control_decisions(images, r, rn, rr, triplets, pool, np.random.default_rng(seed), text_classifier)
 
+    boot = Bootstrap.draw(len(triplets), seed=ci_seed)
+
     def summary(mask) -> dict:
         numbers = summarise_controls(decisions, mask)
-        return {"A": numbers.pop("cxr_align_a"), "B": numbers.pop("cxr_align_b"), "n": int(np.sum(mask)),
-                **numbers}
+        return {"A": numbers.pop("cxr_align_a"), "A_ci": boot.accuracy_ci(decisions["a"], mask),
+                "B": numbers.pop("cxr_align_b"), "B_ci": boot.accuracy_ci(decisions["b"], mask),
+                "n": int(np.sum(mask)), **numbers}
 
     per_source: dict[str, dict] = {}
     for source in dict.fromkeys(triplets.source):
@@ -362,7 +368,7 @@ def score_benchmark(store, benchmark: dict[str, dict[str, dict]], frame: pd.Data
                      "with the chosen entity negative), left out of the swap numbers")
     return {
         "task": "cxr-align", "dataset": "+".join(per_source), "benchmark": benchmark_path,
-        "metrics": headline, "per_source": per_source,
+        "metrics": headline, "per_source": per_source, "confidence_intervals": boot.describe(),
         "table": {"columns": columns, "rows": rows},
         "skipped": dict(skipped), "notes": notes,
     }

@@ -18,7 +18,7 @@ import io
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from clinclip.evaluate.results import disambiguate_models, fmt
+from clinclip.evaluate.results import Estimate, disambiguate_models, fmt, merged_table
 
 EMPTY = "–"
 
@@ -78,6 +78,13 @@ def _table(header_rows: Sequence[Sequence[tuple[str, int]]], body: Iterable[tupl
     return "\n".join(out)
 
 
+def _estimate(values: dict | None, key: str):
+    """``values[key]`` with its bootstrap interval ``values[key + '_ci']`` when the result has one."""
+    values = values or {}
+    ci = values.get(f"{key}_ci")
+    return Estimate(values.get(key), ci) if ci is not None else values.get(key)
+
+
 def _by_task(results: dict[str, dict], task: str) -> list[dict]:
     return [r for r in results.values() if r.get("task") == task]
 
@@ -92,7 +99,7 @@ def _classification_table(results: dict[str, dict], models: list[str]) -> str:
     for r in _by_task(results, "zero-shot"):
         name = DATASET_ALIASES.get(r.get("dataset", ""), r.get("dataset", ""))
         datasets.setdefault(name, ("ZS",))
-        cells[(r.get("model_name", "model"), name, "ZS")] = (r.get("metrics") or {}).get("score")
+        cells[(r.get("model_name", "model"), name, "ZS")] = _estimate(r.get("metrics"), "score")
     for r in _by_task(results, "finetune"):
         name = DATASET_ALIASES.get(r.get("dataset", ""), r.get("dataset", ""))
         settings = tuple(dict.fromkeys(datasets.get(name, ("ZS",)) + tuple((r.get("metrics") or {}))))
@@ -108,7 +115,7 @@ def _classification_table(results: dict[str, dict], models: list[str]) -> str:
 def _single_metric_table(results: dict[str, dict], models: list[str], task: str, key: str, label: str) -> str:
     rs = _by_task(results, task)
     datasets = list(dict.fromkeys(r.get("dataset", "") for r in rs)) or [""]
-    cells = {(r.get("model_name", "model"), r.get("dataset", "")): (r.get("metrics") or {}).get(key) for r in rs}
+    cells = {(r.get("model_name", "model"), r.get("dataset", "")): _estimate(r.get("metrics"), key) for r in rs}
     if datasets == [""]:
         header = [[(label, 1)]]
     else:
@@ -142,7 +149,7 @@ def _align_table(results: dict[str, dict], models: list[str]) -> str:
                 sources.append(name)
             cells[(r.get("model_name", "model"), name)] = vals
     header = [[(s, 2) for s in sources], [(k, 1) for _ in sources for k in ("A", "B")]]
-    body = [(m, [(cells.get((m, s)) or {}).get(k) for s in sources for k in ("A", "B")]) for m in models]
+    body = [(m, [_estimate(cells.get((m, s)), k) for s in sources for k in ("A", "B")]) for m in models]
     return _table(header, body)
 
 
@@ -197,14 +204,13 @@ def _negation_table(results: dict[str, dict], models: list[str]) -> str:
 
 
 def _details(name: str, r: dict) -> str:
-    table = r.get("table") or {}
+    columns, rows = merged_table(r)
     parts = [f"<details><summary>{html.escape(r.get('task', ''))} — {html.escape(str(r.get('dataset', '')))}"
              f" — {html.escape(r.get('model_name', ''))} <span class='src'>({html.escape(name)})</span>"
              "</summary>"]
-    if table.get("columns"):
-        parts.append("<table><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in table["columns"])
-                     + "</tr>")
-        for row in table.get("rows", []):
+    if columns:
+        parts.append("<table><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in columns) + "</tr>")
+        for row in rows:
             parts.append("<tr>" + "".join(_cell(v) for v in row) + "</tr>")
         parts.append("</table>")
     for note in r.get("notes", []):

@@ -1,11 +1,13 @@
-"""The result of a task: one JSON-able dict, written as ``results.json`` plus a Markdown table beside it
-(``results.md``).
+"""The result of a task: one JSON-able dict, written as ``results.json`` with its table beside it as
+Markdown (``results.md``), CSV (``results.csv``: fractions, one column per interval bound) and LaTeX
+(``results.tex``: percentages as in the paper, ``value (low–high)``, a ``tabular`` to ``\input``).
 
 Every task returns a dict with at least ``task``, ``model``, ``model_name``, ``dataset``, ``data``,
 ``split``, ``metrics`` (headline numbers, fractions in [0, 1]), ``table`` (``{"columns": [...],
 "rows": [[...], ...]}`` for the Markdown file), ``skipped`` (reason -> count: nothing is silently
 lost) and ``notes`` (sentences the reader must see, e.g. a pool smaller than the protocol asks).
-Plots are base64 PNG strings under ``plots``.
+Plots are base64 PNG strings under ``plots``. A table column named ``"<col> 95% CI"`` right after
+``<col>`` holds ``[low, high]`` intervals; Markdown and LaTeX show them inside ``<col>``'s cells.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from clinclip.errors import ClinclipError
+
+CI_SUFFIX = " 95% CI"
 
 
 def jsonable(value):
@@ -40,9 +45,32 @@ def jsonable(value):
 _jsonable = jsonable  # the name the demo imported first
 
 
+class Estimate(NamedTuple):
+    """A table cell with its confidence interval: shown as ``value (low–high)``."""
+
+    value: float | None
+    ci: list | None
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value))
+
+
+def _is_interval(value) -> bool:
+    return (isinstance(value, (list, tuple)) and not isinstance(value, Estimate) and len(value) == 2
+            and all(_is_missing(v) or isinstance(v, (int, float, np.number)) for v in value))
+
+
 def fmt(value, percent: bool = True) -> str:
-    """A number for a table: percentages with one decimal (as in the paper), '–' for missing."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A number for a table: percentages with one decimal (as in the paper), '–' for missing; an interval
+    ``[low, high]`` as ``low–high``; an :class:`Estimate` as ``value (low–high)``."""
+    if isinstance(value, Estimate):
+        if value.ci is None or all(_is_missing(v) for v in value.ci):
+            return fmt(value.value, percent)
+        return f"{fmt(value.value, percent)} ({fmt(value.ci, percent)})"
+    if _is_interval(value):
+        return "–" if all(_is_missing(v) for v in value) else f"{fmt(value[0], percent)}–{fmt(value[1], percent)}"
+    if _is_missing(value):
         return "–"
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return str(int(value))
@@ -51,9 +79,57 @@ def fmt(value, percent: bool = True) -> str:
     return str(value)
 
 
-def markdown_table(result: dict) -> str:
+def merged_table(result: dict) -> tuple[list[str], list[list]]:
+    """The result's table with each ``"<col> 95% CI"`` column folded into ``<col>`` as :class:`Estimate`s."""
     table = result.get("table") or {}
-    columns, rows = table.get("columns", []), table.get("rows", [])
+    columns, rows = list(table.get("columns", [])), [list(r) for r in table.get("rows", [])]
+    keep = [i for i, c in enumerate(columns)
+            if not (str(c).endswith(CI_SUFFIX) and i and columns[i - 1] == str(c)[:-len(CI_SUFFIX)])]
+    merged_rows = []
+    for row in rows:
+        cells = []
+        for i in keep:
+            value = row[i] if i < len(row) else None
+            if i + 1 < len(columns) and i + 1 not in keep and i + 1 < len(row):
+                value = Estimate(value, row[i + 1])
+            cells.append(value)
+        merged_rows.append(cells)
+    return [columns[i] for i in keep], merged_rows
+
+
+def table_frame(result: dict):
+    """The result's table as a DataFrame of plain values (fractions as stored), each interval column split
+    into ``"<col> 95% CI low"`` and ``"... high"`` (the CSV file)."""
+    import pandas as pd
+
+    table = result.get("table") or {}
+    columns, rows = list(table.get("columns", [])), table.get("rows", [])
+    data: dict[str, list] = {}
+    for i, name in enumerate(columns):
+        values = [jsonable(row[i]) if i < len(row) else None for row in rows]
+        if str(name).endswith(CI_SUFFIX) or any(_is_interval(v) for v in values):
+            data[f"{name} low"] = [v[0] if _is_interval(v) else None for v in values]
+            data[f"{name} high"] = [v[1] if _is_interval(v) else None for v in values]
+        else:
+            data[str(name)] = values
+    return pd.DataFrame(data)
+
+
+def latex_table(result: dict) -> str:
+    """The result's table as a LaTeX ``tabular`` (booktabs rules), numbers formatted as in Markdown."""
+    import pandas as pd
+
+    columns, rows = merged_table(result)
+    frame = pd.DataFrame([[fmt(v).replace("–", "--") for v in row] for row in rows],
+                         columns=[str(c) for c in columns])
+    caption = (f"{result.get('task', 'result')} -- {result.get('dataset', '')} ({result.get('model_name', '')}); "
+               "percentages, 95\\% bootstrap intervals in parentheses where given")
+    body = frame.to_latex(index=False, escape=True, column_format="l" + "r" * (len(columns) - 1))
+    return f"% {caption}\n{body}"
+
+
+def markdown_table(result: dict) -> str:
+    columns, rows = merged_table(result)
     title = f"## {result.get('task', 'result')} — {result.get('dataset', '')} ({result.get('model_name', '')})"
     lines = [title, ""]
     if columns:
@@ -70,14 +146,23 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_result(result: dict, out: str | Path) -> tuple[Path, Path]:
-    """Write ``out`` (JSON) and the Markdown table beside it (same name, ``.md``)."""
+class ResultFiles(NamedTuple):
+    json: Path
+    markdown: Path
+    csv: Path
+    latex: Path
+
+
+def write_result(result: dict, out: str | Path) -> ResultFiles:
+    """Write ``out`` (JSON) and its table beside it (same name): ``.md``, ``.csv`` and ``.tex``."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(jsonable(result), indent=2))
-    md = out.with_suffix(".md")
-    md.write_text(markdown_table(result))
-    return out, md
+    files = ResultFiles(out, out.with_suffix(".md"), out.with_suffix(".csv"), out.with_suffix(".tex"))
+    files.json.write_text(json.dumps(jsonable(result), indent=2))
+    files.markdown.write_text(markdown_table(result))
+    table_frame(result).to_csv(files.csv, index=False)
+    files.latex.write_text(latex_table(result), encoding="utf-8")
+    return files
 
 
 RUN_MODEL_FOLDER = "model"  # clinclip train writes the final model to RUN/model
