@@ -7,7 +7,9 @@ files, exposing
   map to, see ``clinclip.data.labels``);
 - ``.labels``: N×P float array aligned row by row with ``.metadata`` (1 / 0 / -1 uncertain / NaN blank);
 - ``.skips``: a :class:`SkipLog` of every row not kept, with its source file and reason;
-- ``.manifest()``: metadata and labels as one frame.
+- ``.manifest()``: metadata and labels as one frame;
+- ``adapter[i]`` / ``.dataset(transform, split, uncertain)``: a torch ``Dataset`` of ``{"img", "lab", "idx"}``
+  items (``clinclip.data.dataset``), like torchxrayvision's.
 
 A subclass implements ``read()`` returning one row per candidate image with the base columns (``split``
 may be blank: a seeded patient-level split is then drawn) and its label columns; the base class applies
@@ -175,6 +177,19 @@ class DatasetAdapter:
         labels = pd.DataFrame(self.labels, columns=self.pathologies, index=self.metadata.index)
         extras = [c for c in self.metadata.columns if c not in BASE_COLUMNS]
         return pd.concat([self.metadata[list(BASE_COLUMNS)], labels, self.metadata[extras]], axis=1)
+
+    def dataset(self, transform=None, split: str | None = None, uncertain: str = "nan"):
+        """These images as a torch ``Dataset`` (``clinclip.data.dataset.XRayDataset``): items
+        ``{"img", "lab", "idx"}``, labels in ``.pathologies`` order, uncertain -> NaN by default."""
+        from clinclip.data.dataset import XRayDataset
+
+        return XRayDataset.from_adapter(self, transform=transform, split=split, uncertain=uncertain)
+
+    def __getitem__(self, idx: int) -> dict:
+        """``adapter[i]`` as torchxrayvision datasets index: ``self.dataset()[i]``."""
+        if getattr(self, "_default_dataset", None) is None:
+            self._default_dataset = self.dataset()
+        return self._default_dataset[idx]
 
     def __len__(self) -> int:
         return len(self.metadata)
