@@ -91,6 +91,9 @@ class ImageEncoderConfig:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     resize_mode: str = "shorter_crop"
+    # A Hugging Face image processor's settings (clinclip.data.processor): when given, evaluation
+    # preprocesses exactly as that processor does; image_size / mean / std then describe its output.
+    processor: dict[str, Any] | None = None
 
     def validate(self, where: str = "image", check_backbone: bool = True) -> None:
         if check_backbone:
@@ -103,6 +106,12 @@ class ImageEncoderConfig:
             raise _fail(where, "std", self.std, "every std must be > 0")
         if self.resize_mode not in RESIZE_MODES:
             raise _fail(where, "resize_mode", self.resize_mode, f"allowed: {', '.join(RESIZE_MODES)}")
+        if self.processor is not None:
+            if not isinstance(self.processor, dict):
+                raise _fail(where, "processor", self.processor, "expected a mapping (image processor settings)")
+            from clinclip.data.processor import processor_spec
+
+            self.processor = processor_spec(self.processor, f"{where}: processor")
         if check_backbone and self.backbone is None and self.backbone_config.get("model_type") == "swin":
             _check_swin_windows(where, self.image_size, self.backbone_config)
 

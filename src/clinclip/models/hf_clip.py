@@ -2,8 +2,9 @@
 (no graph encoder), with the same forward / encode / save / load interface as ``ClinClipModel``.
 
 Used to fine-tune published encoders (CON1/CON2 on CLIP-style models, CheXagent's SigLIP-type encoders) and
-to evaluate them through ``load_encoder``. Preprocessing (size, mean, std, resize mode) comes from the
-directory's ``preprocessor_config.json`` when present, else from the model type's published defaults.
+to evaluate them through ``load_encoder``. Preprocessing is the directory's image processor, honoured in full
+(``clinclip.data.processor``), else the model type's published one; a saved model folder writes it back as
+``preprocessor_config.json`` beside its tokenizer.
 SigLIP's ``logit_bias`` belongs to its sigmoid loss, which clinclip's softmax losses do not use: it is kept
 (saved and loaded) but frozen, so that DDP sees no unused trainable parameter.
 """
@@ -19,7 +20,6 @@ from torch import nn
 from transformers import AutoModel
 
 from clinclip.errors import ClinclipError
-from clinclip.files import read_mapping
 from clinclip.models import backbones
 from clinclip.models.config import GraphEncoderConfig, HfClipConfig, ImageEncoderConfig, ModelConfig
 from clinclip.models.io import CONFIG_NAME, detect_model_kind
@@ -32,25 +32,23 @@ SIGLIP_STD = (0.5, 0.5, 0.5)
 
 
 def hf_image_preprocessing(source: str | None, hf_config) -> ImageEncoderConfig:
-    """Image size / mean / std / resize mode of a CLIP or SigLIP model, as its image processor does it."""
+    """The preprocessing of a CLIP or SigLIP model as its image processor defines it: the folder's
+    ``preprocessor_config.json`` (resolved by ``AutoImageProcessor``), else the model type's published
+    processor at the vision tower's image size."""
+    from clinclip.data.processor import default_spec, load_processor_spec, output_size
+
     kind = hf_config.model_type
     size = int(hf_config.vision_config.image_size)
-    mean, std = (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD) if kind == "clip" else (SIGLIP_MEAN, SIGLIP_STD)
-    resize_mode = "shorter_crop" if kind == "clip" else "squash"
     processor_path = Path(source) / "preprocessor_config.json" if source and Path(source).is_dir() else None
     if processor_path is not None and processor_path.is_file():
-        processor = read_mapping(processor_path, "image processor config")
-        mean = tuple(processor.get("image_mean", mean))
-        std = tuple(processor.get("image_std", std))
-        crop = processor.get("crop_size") if processor.get("do_center_crop", kind == "clip") else None
-        target = crop or processor.get("size")
-        if isinstance(target, dict):
-            target = target.get("height") or target.get("shortest_edge") or size
-        if isinstance(target, int):
-            size = target
-        resize_mode = "shorter_crop" if crop else "squash"
-    return ImageEncoderConfig(backbone=None, backbone_config=None, image_size=size, mean=mean, std=std,
-                              resize_mode=resize_mode)
+        spec = load_processor_spec(source)
+    else:
+        mean, std = (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD) if kind == "clip" else (SIGLIP_MEAN, SIGLIP_STD)
+        spec = default_spec(kind, size, mean, std)
+    out = output_size(spec)
+    return ImageEncoderConfig(backbone=None, backbone_config=None, image_size=out[0] if out else size,
+                              mean=tuple(spec["image_mean"]), std=tuple(spec["image_std"]),
+                              resize_mode="shorter_crop" if spec["do_center_crop"] else "squash", processor=spec)
 
 
 class HfClipModel(ClinClipModel):

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from clinclip.data.processor import ImageProcessorTransform
 from clinclip.data.transforms import ImageTransform
 from clinclip.errors import ClinclipError
 from clinclip.models import backbones
@@ -241,8 +242,12 @@ class ClinClipModel(nn.Module):
         return nn.functional.normalize(embeds, dim=-1) if normalize else embeds
 
     def image_transform(self, train: bool = False, **options):
-        """The preprocessing this model expects: uint8 H×W array -> float tensor 3×S×S."""
+        """The preprocessing this model expects: uint8 H×W array -> float tensor 3×S×S. A model with an image
+        processor (``config.image.processor``: Hugging Face CLIP / SigLIP) is evaluated exactly as that
+        processor prepares images; training augments at ``image_size`` with its mean / std."""
         image = self.config.image
+        if image.processor is not None and not train:
+            return ImageProcessorTransform(image.processor)
         return ImageTransform(image.image_size, train=train, mean=image.mean, std=image.std,
                               resize_mode=image.resize_mode, **options)
 
