@@ -126,3 +126,46 @@ def test_open_clip_without_the_package_says_how_to_install():
 def test_open_clip_encoder_with_random_weights():
     encoder = load_encoder("open_clip:RN50", pretrained=None)
     _check_encoder(encoder, 1024)
+
+
+def test_open_clip_models_use_their_own_preprocess(monkeypatch):
+    """open_clip cannot be installed here: a stand-in module with open_clip's interface
+    (create_model_and_transforms -> model, train transform, eval transform; get_tokenizer) checks that the
+    encoder feeds images through the model's own eval ``preprocess``, given a PIL RGB image."""
+    import sys
+    import types
+
+    from PIL import Image
+
+    seen = []
+
+    def preprocess(pil_image):  # e.g. open_clip's Resize(shortest) + CenterCrop + ToTensor + Normalize
+        seen.append((pil_image.mode, pil_image.size))
+        arr = np.asarray(pil_image.resize((16, 16), Image.BICUBIC), dtype=np.float32) / 255.0
+        return torch.from_numpy(arr).permute(2, 0, 1) * 2 - 1
+
+    class FakeClip(torch.nn.Module):
+        embed_dim = 8
+
+        def __init__(self):
+            super().__init__()
+            self.visual = torch.nn.Linear(3 * 16 * 16, 8)
+            self.visual.image_size = (16, 16)
+            self.text = torch.nn.Embedding(100, 8)
+
+        def encode_image(self, pixels):
+            return self.visual(pixels.flatten(1))
+
+        def encode_text(self, ids):
+            return self.text(ids).mean(1)
+
+    fake = types.ModuleType("open_clip")
+    fake.create_model_and_transforms = lambda arch, pretrained=None: (FakeClip(), None, preprocess)
+    fake.get_tokenizer = lambda arch: (lambda texts: torch.tensor([[len(t) % 100, 1, 0] for t in texts]))
+    monkeypatch.setitem(sys.modules, "open_clip", fake)
+    encoder = load_encoder("open_clip:ViT-Fake")
+    image = np.random.default_rng(0).integers(0, 256, (40, 56), dtype=np.uint8)
+    pixels = encoder.preprocess(image)
+    assert seen == [("RGB", (56, 40))]  # the model's own transform got the whole image, as PIL RGB
+    assert torch.equal(pixels, preprocess(Image.fromarray(image).convert("RGB")))
+    assert encoder.image_size == 16 and encoder.encode_images(pixels[None]).shape == (1, 8)

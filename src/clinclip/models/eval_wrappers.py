@@ -7,8 +7,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
-from clinclip.data.transforms import ImageTransform
 from clinclip.errors import ClinclipError
 from clinclip.models.interface import VisionLanguageEncoder
 
@@ -42,7 +42,8 @@ class ModelEncoder(VisionLanguageEncoder):
 
 
 class OpenClipEncoder(VisionLanguageEncoder):
-    """An ``open_clip`` model (``open_clip:<architecture>`` + a pretrained tag or weights file)."""
+    """An ``open_clip`` model (``open_clip:<architecture>`` + a pretrained tag or weights file), preprocessed by
+    its own evaluation ``preprocess`` (the transform ``create_model_and_transforms`` returns with it)."""
 
     def __init__(self, architecture: str, pretrained: str | None, device: str | torch.device = "cpu"):
         try:
@@ -52,7 +53,7 @@ class OpenClipEncoder(VisionLanguageEncoder):
                                 "(open_clip_torch)") from None
 
         try:
-            model, _, _ = open_clip.create_model_and_transforms(architecture, pretrained=pretrained)
+            model, _, preprocess = open_clip.create_model_and_transforms(architecture, pretrained=pretrained)
         except (RuntimeError, ValueError, OSError) as err:
             raise ClinclipError(f"open_clip:{architecture} (pretrained={pretrained!r}): {err}") from None
         self.model = model.eval().to(device)
@@ -62,16 +63,13 @@ class OpenClipEncoder(VisionLanguageEncoder):
         self.device = torch.device(device)
         size = model.visual.image_size
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
-        cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
-        self.transform = ImageTransform(self.image_size, train=False,
-                                        mean=cfg.get("mean", (0.48145466, 0.4578275, 0.40821073)),
-                                        std=cfg.get("std", (0.26862954, 0.26130258, 0.27577711)))
+        self.transform = preprocess  # PIL image -> tensor, as the model's authors evaluate
         self.tokenizer = open_clip.get_tokenizer(architecture)
         self.text_model = getattr(model, "transformer", None) or getattr(model, "text", None)
         self._embed_dim = int(getattr(model, "embed_dim", 0) or 0)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        return self.transform(image)
+        return self.transform(Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB"))
 
     def image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(pixel_values.to(self.device))
