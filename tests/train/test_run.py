@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -153,6 +154,17 @@ def test_init_from_own_model_and_from_a_hugging_face_clip(clean_manifest, tmp_pa
     assert all(math.isfinite(x) for x in _losses(con2))
     model = load_model(con2.model_dir)
     assert model.config.family == "hf-clip"
+    # the saved folder travels: no path of this machine, a text length the towers take, processor + tokenizer,
+    # and a model card naming the run and the exact data
+    import hashlib
+
+    saved = json.loads((con2.model_dir / "config.json").read_text())
+    assert str(tmp_path) not in json.dumps(saved) and saved["hf_clip"]["source"] == "hf-clip"
+    assert saved["hf_clip"]["max_text_length"] == saved["text"]["max_text_length"] == 32  # the position table
+    assert (con2.model_dir / "preprocessor_config.json").is_file() and (con2.model_dir / "tokenizer.json").is_file()
+    card = model.card_info
+    assert (card["variant"], card["steps"], card["base_model"], card["split"]) == ("con2", 3, "hf-clip", "train")
+    assert card["data_fingerprint"] == hashlib.sha256(Path(clean_manifest).read_bytes()).hexdigest()
     with pytest.raises(ClinclipError, match="fixes the architecture"):
         run_training(TrainConfig.from_presets("tiny", "con1", small_overrides(
             clean_manifest, tmp_path / "x", init=str(clip_dir), **{"model.embed_dim": 8})))

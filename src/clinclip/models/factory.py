@@ -5,15 +5,16 @@ own model (``ClinClipModel``), a Hugging Face CLIP / SigLIP (``HfClipModel``, fa
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
-from huggingface_hub import snapshot_download
 
 from clinclip.errors import ClinclipError
 from clinclip.models.config import ModelConfig
 from clinclip.models.eval_wrappers import ModelEncoder, OpenClipEncoder
 from clinclip.models.hf_clip import HfClipModel
 from clinclip.models.interface import VisionLanguageEncoder
+from clinclip.models.hub import portable_source, resolve_model_dir
 from clinclip.models.io import detect_model_kind, read_config_json
 from clinclip.models.model import ClinClipModel
 
@@ -34,9 +35,10 @@ def build_model(config: ModelConfig) -> ClinClipModel:
 
 
 def load_model(directory: str | Path, map_location: str | torch.device | None = None,
-               load_graph: bool = True) -> ClinClipModel:
-    """A clinclip model directory written by ``save_pretrained``, of either family, offline."""
-    directory = Path(directory)
+               load_graph: bool = True, **hub: Any) -> ClinClipModel:
+    """A clinclip model folder written by ``save_pretrained``, of either family: a local directory (offline)
+    or a hub name ``owner/model`` (``hub``: ``revision``, ``cache_dir``, ``local_files_only``)."""
+    directory = resolve_model_dir(directory, **hub)
     # A missing or foreign directory: ClinClipModel.from_pretrained says what it is and what to use instead.
     own = detect_model_kind(directory) == "clinclip"
     family = read_config_json(directory).get("family", "clinclip") if own else "clinclip"
@@ -45,11 +47,16 @@ def load_model(directory: str | Path, map_location: str | torch.device | None = 
 
 def init_from(path: str | Path, max_text_length: int | None = None) -> ClinClipModel:
     """A model to fine-tune, initialised from ``path``: a clinclip directory (either family) or a Hugging Face
-    CLIP / SigLIP directory (wrapped as family ``hf-clip``: its image and text towers, no graph)."""
+    CLIP / SigLIP directory (wrapped as family ``hf-clip``: its image and text towers, no graph); either may
+    be a hub name ``owner/model``."""
+    hub_name = None if Path(str(path)).expanduser().exists() else str(path)
+    path = resolve_model_dir(path)
     if detect_model_kind(path) == "clinclip":
         model = load_model(path)
+        # a new run starts its own card: the base's training and metrics describe the base, not this model
+        model.card_info = {"base_model": hub_name or portable_source(str(path))}
     else:
-        model = HfClipModel.from_hf_directory(path)
+        model = HfClipModel.from_hf_directory(path, name=hub_name)
     if max_text_length is not None:
         model.set_max_text_length(max_text_length)
     return model
@@ -69,10 +76,8 @@ def load_encoder(path_or_name: str | Path, device: str | torch.device = "cpu",
     if spec.startswith(OPEN_CLIP_PREFIX):
         architecture, tag = _parse_open_clip(spec, pretrained)
         return OpenClipEncoder(architecture, tag, device)
-    directory = Path(spec).expanduser()
-    hub_name = None
-    if not directory.exists():
-        directory, hub_name = _hub_snapshot(spec), spec
+    hub_name = None if Path(spec).expanduser().exists() else spec
+    directory = resolve_model_dir(spec)
     kind = detect_model_kind(directory)
     if kind == "clinclip":
         model = load_model(directory, load_graph=False)  # evaluation uses no graphs
@@ -95,13 +100,3 @@ def _display_name(directory: Path, kind: str) -> str:
     resolved = directory.resolve()
     name = resolved.parent.name if resolved.name == "model" and resolved.parent.name else resolved.name
     return name if kind == "clinclip" else f"{kind}:{name}"
-
-
-def _hub_snapshot(name: str) -> Path:
-    if name.startswith(("/", ".", "~")) or name.count("/") != 1:
-        raise ClinclipError(f"{name}: model directory not found (and not a hub name of the form owner/model)")
-    try:
-        return Path(snapshot_download(name))
-    except Exception as err:  # offline, unknown repo, no permission: all mean "not available here"
-        raise ClinclipError(f"{name}: not a local directory and not available from the hub or its local cache "
-                            f"({err.__class__.__name__}); download it once and pass the directory") from None

@@ -67,6 +67,12 @@ class HfClipModel(ClinClipModel):
         if hf_model.config.model_type == "siglip":
             hf_model.logit_bias.requires_grad_(False)
         config.embed_dim = int(self._embed_width())
+        positions = int(hf_model.config.text_config.max_position_embeddings)
+        if config.hf_clip.max_text_length is not None and config.hf_clip.max_text_length > positions:
+            raise ClinclipError(f"model config: hf_clip.max_text_length = {config.hf_clip.max_text_length} exceeds "
+                                f"the text tower's {positions} positions")
+        # The text section is not used by this family; keep it from stating a length the model cannot take.
+        config.text.max_text_length = self.max_text_length
 
     def _embed_width(self) -> int:
         cfg = self.hf_model.config
@@ -107,14 +113,20 @@ class HfClipModel(ClinClipModel):
         return cls(config, tokenizer, hf_model)
 
     @classmethod
-    def from_hf_directory(cls, path: str | Path) -> "HfClipModel":
-        """Wrap a Hugging Face CLIP / SigLIP directory (weights, tokenizer and processor config)."""
+    def from_hf_directory(cls, path: str | Path, name: str | None = None) -> "HfClipModel":
+        """Wrap a Hugging Face CLIP / SigLIP directory (weights, tokenizer and processor config); ``name`` is
+        the hub name it came from, recorded as the model's base (default: the folder's name)."""
+        from clinclip.models.hub import portable_source
+
         kind = detect_model_kind(path)
         if kind not in ("clip", "siglip"):
             raise ClinclipError(f"{path}: model_type {kind!r}; expected a Hugging Face 'clip' or 'siglip' directory")
+        base = name or portable_source(str(path))
         config = ModelConfig(family="hf-clip", embed_dim=1, hf_clip=HfClipConfig(source=str(path)),
-                             graph=GraphEncoderConfig(enabled=False), description=f"{kind} from {path}")
-        return cls.from_config(config)
+                             graph=GraphEncoderConfig(enabled=False), description=f"{kind} from {base}")
+        model = cls.from_config(config)
+        model.card_info = {"base_model": base, "kind": kind}
+        return model
 
     @classmethod
     def _build_saved(cls, config: ModelConfig, directory: Path) -> "HfClipModel":
@@ -127,12 +139,31 @@ class HfClipModel(ClinClipModel):
         return cls(config, tokenizer, hf_model)
 
     def saved_config(self) -> ModelConfig:
+        from clinclip.models.hub import portable_source
+
         config = copy.deepcopy(self.config)
         config.hf_clip.model_config = backbones.backbone_config_dict(self.hf_model)
+        # The folder rebuilds from model_config and its own tokenizer: sources are provenance, no local path.
+        config.hf_clip.source = portable_source(config.hf_clip.source)
+        config.hf_clip.tokenizer = portable_source(config.hf_clip.tokenizer)
+        config.hf_clip.max_text_length = config.text.max_text_length = self.max_text_length
         return config
 
-    def save_pretrained(self, directory: str | Path, save_phrase_encoder: bool | None = None) -> Path:
-        return super().save_pretrained(directory, save_phrase_encoder=False)
+    def save_pretrained(self, directory: str | Path, save_phrase_encoder: bool | None = None,
+                        card: dict[str, Any] | None = None) -> Path:
+        return super().save_pretrained(directory, save_phrase_encoder=False,
+                                       card={"kind": self.kind, **(card or {})})
+
+    def _save_extra_files(self, directory: Path) -> None:
+        """``preprocessor_config.json``: the image processor this model is evaluated with, so the folder is
+        usable as Hugging Face folders are (tokenizer files are saved beside it)."""
+        import json
+
+        from clinclip.data.processor import default_spec
+
+        image = self.config.image
+        spec = image.processor or default_spec(self.kind, image.image_size, image.mean, image.std)
+        (directory / "preprocessor_config.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
 
     # ------------------------------------------------------------------ towers
     @property

@@ -124,6 +124,9 @@ class AtomicDirectory:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return
+        from clinclip.models.hub import apply_default_permissions
+
+        apply_default_permissions(self.tmp)  # mkdtemp made it 0700: give it the user's usual permissions
         backup = None
         if self.target.exists():
             backup = self.target.with_name(f".{self.target.name}.old")

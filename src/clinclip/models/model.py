@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -80,6 +81,8 @@ class ClinClipModel(nn.Module):
                 cache_dir=g.phrase_cache_dir)
             self.graph_encoder = GraphEncoder(phrase_encoder, g.entity_types, g.hidden_dim, g.num_layers, d, cache)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
+        # What the model card records (training run, data fingerprint, metrics); read back on loading.
+        self.card_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -255,38 +258,75 @@ class ClinClipModel(nn.Module):
     def saved_config(self) -> ModelConfig:
         """The config written to config.json: backbone architectures inline so the directory rebuilds
         offline; the original sources are kept as provenance."""
+        from clinclip.models.hub import portable_source
+
         config = copy.deepcopy(self.config)
         config.image.backbone_config = backbones.backbone_config_dict(self.image_backbone)
         config.text.backbone_config = backbones.backbone_config_dict(self.text_backbone)
+        # Provenance only (the folder rebuilds from the inline configs): no path of this machine.
+        config.image.backbone = portable_source(config.image.backbone)
+        config.text.backbone = portable_source(config.text.backbone)
+        config.text.tokenizer = portable_source(config.text.tokenizer)
+        config.graph.phrase_cache_dir = None
         return config
 
-    def save_pretrained(self, directory: str | Path, save_phrase_encoder: bool | None = None) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` + tokenizer files, replacing the directory atomically.
+    def save_pretrained(self, directory: str | Path, save_phrase_encoder: bool | None = None,
+                        card: dict[str, Any] | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` + tokenizer files + ``README.md`` (the model card),
+        replacing the directory atomically; the folder is ready for ``push_to_hub`` and gets the user's
+        usual permissions. ``card`` adds to what the card records (``variant``, ``steps``, ``data``,
+        ``data_fingerprint``, ``split``, ``rows``, ``seed``, ``metrics``, ...; see ``clinclip.models.hub``).
 
         The frozen phrase encoder of the graph tower is copied to ``phrase_encoder/`` (weights + tokenizer) so
         the directory loads offline wherever it goes -- except, by default (``None``), when its source is a
-        ``package:`` directory (installed with clinclip, e.g. the tiny preset's MiniLM), which is always there.
+        ``package:`` directory (installed with clinclip's [demo] extra, e.g. the tiny preset's MiniLM).
         ``True`` / ``False`` force the copy / the reference to the config's ``graph.phrase_encoder``."""
+        from clinclip.models.hub import CARD_NAME, model_card, portable_source
+
         directory = Path(directory)
         if save_phrase_encoder is None:
             save_phrase_encoder = not str(self.config.graph.phrase_encoder or "").startswith(
                 backbones.PACKAGE_PREFIX)
+        self.card_info = {**self.card_info, **(card or {})}
+        config = self.saved_config()
+        copy_phrase = self.graph_encoder is not None and save_phrase_encoder
+        if copy_phrase:  # the copy inside the folder is what loads; the source stays as provenance
+            config.graph.phrase_encoder = portable_source(config.graph.phrase_encoder)
         with AtomicDirectory(directory) as tmp:
-            self.saved_config().save(tmp / CONFIG_NAME, extra={"clinclip_version": _clinclip_version()})
+            config.save(tmp / CONFIG_NAME, extra={"clinclip_version": _clinclip_version()})
             save_weights(self, tmp / WEIGHTS_NAME, {"family": self.config.family})
             self.tokenizer.save_pretrained(str(tmp))
-            if self.graph_encoder is not None and save_phrase_encoder:
+            if copy_phrase:
                 phrase = self.graph_encoder.phrase_encoder
                 phrase.model.save_pretrained(str(tmp / PHRASE_ENCODER_DIR))
                 phrase.tokenizer.save_pretrained(str(tmp / PHRASE_ENCODER_DIR))
+            self._save_extra_files(tmp)
+            (tmp / CARD_NAME).write_text(model_card(config, self.card_info, name=directory.resolve().name),
+                                         encoding="utf-8")
         return directory
+
+    def _save_extra_files(self, directory: Path) -> None:
+        """Files a family adds to its saved folder (hf-clip: the image processor)."""
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Upload this model (saved with its model card) to the Hugging Face hub; see
+        ``clinclip.models.hub.push_to_hub`` for the options."""
+        from clinclip.models.hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device | None = None,
-                        load_graph: bool = True) -> "ClinClipModel":
-        """Load a directory written by ``save_pretrained`` (either family), offline. ``load_graph=False``
-        skips the graph encoder and its phrase encoder (evaluation needs only the image and text towers)."""
-        directory = Path(directory)
+                        load_graph: bool = True, revision: str | None = None, cache_dir: str | Path | None = None,
+                        local_files_only: bool | None = None) -> "ClinClipModel":
+        """Load a folder written by ``save_pretrained`` (either family) -- a local directory, or a hub name
+        ``owner/model`` fetched with huggingface_hub (``revision``, ``cache_dir``, ``local_files_only``); no
+        network for a local folder. ``load_graph=False`` skips the graph encoder and its phrase encoder
+        (evaluation needs only the image and text towers)."""
+        from clinclip.models.hub import read_card_info, resolve_model_dir
+
+        directory = resolve_model_dir(directory, revision=revision, cache_dir=cache_dir,
+                                      local_files_only=local_files_only)
         kind = detect_model_kind(directory)
         if kind != "clinclip":
             raise ClinclipError(f"{directory}: a Hugging Face {kind!r} directory, not a clinclip model; use "
@@ -300,6 +340,7 @@ class ClinClipModel(nn.Module):
         _check_family(cls, config.family, str(directory))
         model = cls._build_saved(config, directory)
         load_weights(model, directory / WEIGHTS_NAME, skip_prefixes=skip)
+        model.card_info = read_card_info(directory)
         if map_location is not None:
             model.to(map_location)
         return model

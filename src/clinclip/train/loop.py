@@ -653,13 +653,26 @@ class _Trainer:
                                                                             for x in gathered]))
         summary["skipped_batches"] = self.ctx.sum_ints([s.skipped_batches])[0]
         if self.ctx.is_main:
-            s.model.save_pretrained(self.out_dir / MODEL_DIR)
+            s.model.save_pretrained(self.out_dir / MODEL_DIR, card=self._card(s))
             s.log.write({"event": "summary", "step": s.position["step"], **summary})
             (self.out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
             if self.cfg.progress:
                 print(format_summary(summary, s.rows.rows_in_split))
         self.ctx.barrier()
         return summary
+
+
+    def _card(self, s: "_LoopState") -> dict[str, Any]:
+        """What the saved model's card records about this run (clinclip.models.hub.model_card)."""
+        from clinclip.files import file_fingerprint
+        from clinclip.models.hub import portable_source
+
+        manifest = Path(s.rows.manifest)
+        return {"variant": s.loss_fn.cfg.name,
+                "steps": int(s.position["step"]), "batch_size": int(self.cfg.batch_size),
+                "data": manifest.name, "data_fingerprint": file_fingerprint(manifest),
+                "split": self.cfg.data.split, "rows": len(s.rows), "seed": int(self.cfg.seed),
+                "base_model": portable_source(self.cfg.init) if self.cfg.init else None}
 
 
 def format_summary(summary: dict[str, Any], rows_in_split: int) -> str:
