@@ -134,7 +134,7 @@ def _retrieval_table(results: dict[str, dict], models: list[str]) -> str:
         cells[(r.get("model_name", "model"), name)] = (r.get("metrics") or {})
     keys = (("@5", "top5"), ("F1", "f1"), ("Recall", "recall"), ("Precision", "precision"))
     header = [[(d, len(keys)) for d in datasets], [(k, 1) for _ in datasets for k, _key in keys]]
-    body = [(m, [(cells.get((m, d)) or {}).get(key) for d in datasets for _k, key in keys]) for m in models]
+    body = [(m, [_estimate(cells.get((m, d)), key) for d in datasets for _k, key in keys]) for m in models]
     return _table(header, body)
 
 
