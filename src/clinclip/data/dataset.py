@@ -59,16 +59,13 @@ class XRayDataset:
                       uncertain: str = "nan") -> "XRayDataset":
         """A manifest (Parquet/CSV path or frame); ``pathologies`` default to the CheXpert observations it
         has, in clinclip's order."""
+        from clinclip.manifest import read_manifest, select_split
+
         if isinstance(manifest, pd.DataFrame):
             frame, where = manifest, "manifest"
         else:
-            from clinclip.data.manifest import read_manifest
-
             frame, where = read_manifest(manifest), str(manifest)
-        if split not in (None, "all"):
-            if "split" not in frame.columns:
-                raise ClinclipError(f"{where}: no split column; give split=None for every row")
-            frame = frame[frame["split"] == split]
+        frame = select_split(frame, split, where)
         names = list(pathologies) if pathologies is not None else [o for o in OBSERVATIONS if o in frame.columns]
         missing = [n for n in names if n not in frame.columns]
         if missing:

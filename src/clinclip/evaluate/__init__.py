@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from clinclip.evaluate.analyses import run_analyses
     from clinclip.evaluate.classification import zero_shot
     from clinclip.evaluate.cxr_align import build_benchmark, read_benchmark, score_benchmark, write_benchmark
-    from clinclip.evaluate.data import read_manifest, select_split
+    from clinclip.manifest import read_manifest, select_split
     from clinclip.evaluate.embeddings import EmbeddingStore, open_store
     from clinclip.evaluate.finetune import finetune
     from clinclip.evaluate.negation_retrieval import negation_retrieval
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "open_store": "clinclip.evaluate.embeddings", "EmbeddingStore": "clinclip.evaluate.embeddings",
-    "read_manifest": "clinclip.evaluate.data", "select_split": "clinclip.evaluate.data",
+    "read_manifest": "clinclip.manifest", "select_split": "clinclip.manifest",
     "load_prompts": "clinclip.evaluate.prompts", "PromptSet": "clinclip.evaluate.prompts",
     "zero_shot": "clinclip.evaluate.classification",
     "finetune": "clinclip.evaluate.finetune",

@@ -10,12 +10,12 @@ from clinclip._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from clinclip.text.chexbert import CheXbertLabeler
-    from clinclip.text.graph import build_graph, build_graphs, validate_graph
+    from clinclip.text.graph import build_graph, build_graphs
     from clinclip.text.hardneg import HardNegativePool, make_hard_negative, make_hard_negatives
     from clinclip.text.io import read_reports
     from clinclip.text.labeler import CsvLabeler, RuleLabeler, get_labeler, positive_agreement
     from clinclip.text.llm import LLMConfig, LLMTextBackend
-    from clinclip.text.prepare import prepare_corpus, write_manifest
+    from clinclip.text.prepare import prepare_corpus
     from clinclip.text.rules import Mention, find_mentions
     from clinclip.text.sections import extract_sections, report_body
     from clinclip.text.sentences import split_report, split_sentences, split_single_entity, split_text
@@ -34,9 +34,8 @@ _EXPORTS = {
     "make_hard_negative": "clinclip.text.hardneg", "make_hard_negatives": "clinclip.text.hardneg",
     "HardNegativePool": "clinclip.text.hardneg",
     "build_graph": "clinclip.text.graph", "build_graphs": "clinclip.text.graph",
-    "validate_graph": "clinclip.text.graph",
     "LLMConfig": "clinclip.text.llm", "LLMTextBackend": "clinclip.text.llm",
-    "prepare_corpus": "clinclip.text.prepare", "write_manifest": "clinclip.text.prepare",
+    "prepare_corpus": "clinclip.text.prepare",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
