@@ -109,7 +109,7 @@ def test_hub_names_resolve_through_huggingface_hub(saved, tmp_path):
                                            local_files_only=True)
     torch.testing.assert_close(loaded.state_dict()["image_projection.weight"],
                                model.state_dict()["image_projection.weight"])
-    with pytest.raises(ClinclipError, match="not available from the Hugging Face hub"):
+    with pytest.raises(ClinclipError, match="not available from the hub"):
         ClinClipModel.from_pretrained("radiology-lab/absent", cache_dir=tmp_path / "hub", local_files_only=True)
     with pytest.raises(ClinclipError, match="model directory not found"):
         ClinClipModel.from_pretrained(str(tmp_path / "nowhere" / "model"))

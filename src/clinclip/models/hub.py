@@ -44,7 +44,7 @@ def resolve_model_dir(name_or_path: str | os.PathLike, revision: str | None = No
         return Path(snapshot_download(text, **kwargs))
     except (OSError, ValueError, HfHubHTTPError) as err:  # offline, unknown repo, gated: not available here
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ClinclipError(f"{text}: not a local directory and not available from the Hugging Face hub or its "
+        raise ClinclipError(f"{text}: not a local directory and not available from the hub (Hugging Face) or its "
                             f"local cache ({err.__class__.__name__}: {first}); download it once "
                             "(huggingface-cli download) and pass the directory") from None
 
