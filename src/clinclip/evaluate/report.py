@@ -285,7 +285,8 @@ def render_report(results: dict[str, dict], out_html: str | Path,
     ]
     body = [f"<h1>{html.escape(title)}</h1>",
             f"<p class='caption'>Generated {now} from {len(results)} result file(s). Numbers are "
-            f"percentages; '–' marks a cell with no result.</p>"]
+            f"percentages; in parentheses, 95 % bootstrap confidence intervals over the test images (1,000 "
+            f"seeded resamples) where the result has them; '–' marks a cell with no result.</p>"]
     for heading, fragment in lead_sections:
         body += [f"<h2>{html.escape(heading)}</h2>", fragment]
     for heading, table, caption in sections:
