@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from data_helpers import write_png
-from test_data_adapters import make_mimic
+from data_helpers import make_mimic, write_png
+
 from clinclip.data import ADAPTERS, XRayDataset, build_manifest
 from clinclip.data.transforms import ImageTransform
 from clinclip.errors import ClinclipError
@@ -19,7 +19,6 @@ from clinclip.observations import OBSERVATIONS
 # The miniature MIMIC-CXR-JPG layout keeps d1 (No Finding 1), d3 (Effusion 1, Edema -1, Pneumothorax 0), d4.
 BRIGHTNESS = {"d1": 40, "d3": 120, "d4": 200}
 
-
 @pytest.fixture()
 def mimic_root(tmp_path):
     root = tmp_path / "mimic-cxr-jpg"
@@ -27,7 +26,6 @@ def mimic_root(tmp_path):
     for path in root.rglob("d*.jpg"):  # a distinct image per row, to check that item i is row i's image
         write_png(path, np.full((24, 20), BRIGHTNESS.get(path.stem, 0), dtype=np.uint8))
     return root
-
 
 def test_adapter_items_carry_image_labels_and_index(mimic_root):
     adapter = ADAPTERS["mimic-cxr"](mimic_root)
@@ -47,7 +45,6 @@ def test_adapter_items_carry_image_labels_and_index(mimic_root):
     with pytest.raises(IndexError):
         adapter[3]
 
-
 def test_uncertain_policies_split_transform_and_dataloader(mimic_root):
     adapter = ADAPTERS["mimic-cxr"](mimic_root)
     edema = adapter.pathologies.index("Edema")
@@ -62,7 +59,6 @@ def test_uncertain_policies_split_transform_and_dataloader(mimic_root):
     batch = next(iter(torch.utils.data.DataLoader(train, batch_size=2)))
     assert batch["img"].shape == (2, 3, 16, 16) and batch["lab"].shape == (2, len(OBSERVATIONS))
     assert batch["idx"].tolist() == [0, 1]
-
 
 def test_manifest_dataset_matches_the_adapter(mimic_root, tmp_path):
     out = tmp_path / "m.parquet"
