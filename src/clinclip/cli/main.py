@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from clinclip.cli import data, evaluate, phantom, text, train
+from clinclip.cli import data, evaluate, export, phantom, text, train
 
 app = typer.Typer(
     name="clinclip",
@@ -16,7 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for part in (text, data, train, evaluate, phantom):
+for part in (text, data, train, evaluate, export, phantom):
     part.register(app)
 
 
