@@ -77,14 +77,14 @@ def _plain_hf_embeddings(folder, tmp_path, pixels: np.ndarray) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["clip", "siglip"])
 def test_hf_folder_con2_export_loads_in_plain_transformers_with_the_same_embeddings(kind, tmp_path):
-    from clinclip.models import ClinClipModel
+    from clinclip.models import load_model
 
     manifest = make_prepared_manifest(tmp_path / "data", n_rows=8)
     start = save_tiny_clip(tmp_path / "start", kind)
     values = {k: v for k, v in small_overrides(manifest, tmp_path / "run", steps=3).items()
               if not k.startswith("model.")}
     result = run_training(TrainConfig.from_presets("tiny", "con2", {**values, "init": str(start)}))
-    tuned = ClinClipModel.from_pretrained(result.model_dir).eval()
+    tuned = load_model(result.model_dir).eval()
     out = export_model(result.model_dir, "hf", tmp_path / "exported")
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "tokenizer_config.json"} <= {
         p.name for p in out.iterdir()}

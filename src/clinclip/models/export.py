@@ -42,9 +42,9 @@ def _image_processor(model):
 
 def export_hf_clip(model_dir: Path, out: Path) -> None:
     """A clinclip ``hf-clip`` model -> a plain Hugging Face CLIP / SigLIP folder."""
-    from clinclip.models.model import ClinClipModel
+    from clinclip.models.factory import load_model
 
-    model = ClinClipModel.from_pretrained(model_dir)
+    model = load_model(model_dir)
     model.hf_model.save_pretrained(str(out), safe_serialization=True)
     tokenizer = model.tokenizer
     # The text length clinclip trained with; HF tokenizers truncate to model_max_length.
