@@ -80,6 +80,7 @@ BAD_INPUT = {
     "report": ["report", MISSING, "--out", "OUT/r.html"],
     "phantom": ["phantom", "--out", A_FILE, "--n", "2"],
     "demo": ["demo", "--quick", "--out", A_FILE],
+    "export": ["export", "--model", MISSING, "--format", "hf", "--out", "OUT/exported"],
 }
 NO_INPUT = {"version"}  # commands that read nothing
 
