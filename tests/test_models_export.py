@@ -120,8 +120,8 @@ def test_export_refuses_bad_requests(tmp_path):
     with pytest.raises(ClinclipError, match="already a plain Hugging Face 'clip' folder"):
         export_model(hf, "hf", tmp_path / "x")
     own = ClinClipModel.from_config(tiny_model_config(graph=False)).save_pretrained(tmp_path / "own")
-    with pytest.raises(ClinclipError, match="family 'clinclip' to format 'hf' is not supported"):
-        export_model(own, "hf", tmp_path / "y")
+    with pytest.raises(ClinclipError, match="family 'clinclip' to format 'onnx' is not supported"):
+        export_model(own, "onnx", tmp_path / "y")
     with pytest.raises(ClinclipError, match="not found"):
         export_model(tmp_path / "nothing", "hf", tmp_path / "z")
 

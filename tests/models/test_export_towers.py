@@ -120,3 +120,16 @@ def test_exported_towers_load_where_clinclip_cannot_be_imported(tmp_path):
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     _check(np.load(tmp_path / "out.npz"), expected)
+
+
+def test_clinclip_export_cli_writes_the_towers_of_the_own_architecture(tmp_path):
+    from typer.testing import CliRunner
+
+    from clinclip.cli.main import app
+
+    torch.manual_seed(0)
+    ClinClipModel.from_config(tiny_model_config(graph=True)).eval().save_pretrained(tmp_path / "model")
+    result = CliRunner().invoke(app, ["export", "--model", str(tmp_path / "model"), "--format", "hf",
+                                      "--out", str(tmp_path / "exported")])
+    assert result.exit_code == 0, result.output
+    assert {"image_encoder", "text_encoder", "projections.safetensors"} <= {p.name for p in (tmp_path / "exported").iterdir()}

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from clinclip.models.export_towers import export_towers
 from clinclip.errors import ClinclipError
 from clinclip.models.io import HF_CLIP_KINDS, detect_model_kind, read_config_json
 
@@ -53,7 +54,7 @@ def export_hf_clip(model_dir: Path, out: Path) -> None:
     _image_processor(model).save_pretrained(str(out))
 
 
-EXPORTERS: dict[str, dict[str, Exporter]] = {"hf-clip": {"hf": export_hf_clip}}
+EXPORTERS: dict[str, dict[str, Exporter]] = {"hf-clip": {"hf": export_hf_clip}, "clinclip": {"hf": export_towers}}
 FORMATS = ("hf",)
 
 
