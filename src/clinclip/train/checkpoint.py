@@ -4,7 +4,9 @@ RNG states included (python, numpy, torch, CUDA; one set per rank)."""
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +62,6 @@ def keep_newest(path: str | Path, step: int, keep: int) -> list[Path]:
     """After ``path`` (``last.pt``) was written at ``step``: with ``keep`` > 1, give it a step-numbered name as
     well (a hard link, or a copy where links are not possible) and delete all but the ``keep`` newest
     step-numbered checkpoints. Returns the step-numbered checkpoints kept."""
-    import shutil
-
     path = Path(path)
     if keep <= 1:
         return []

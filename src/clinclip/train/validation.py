@@ -51,7 +51,7 @@ class LiveEncoder(VisionLanguageEncoder):
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         return self.transform(image)
 
-    def _image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
         with self._autocast():
             return self.model.image_features(pixel_values).float()
 
