@@ -3,6 +3,8 @@ them too: ``tiny_model_config()``, ``save_tiny_clip(dir, kind)``."""
 
 from __future__ import annotations
 
+import textwrap
+
 import json
 from pathlib import Path
 
@@ -71,3 +73,24 @@ def save_tiny_clip(directory: Path, kind: str = "clip", image_size: int = 32, pr
                     "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
         (Path(directory) / "preprocessor_config.json").write_text(json.dumps(spec))
     return Path(directory)
+
+
+# Prepended to a script run in a fresh interpreter: makes clinclip unimportable (the shared environment has it
+# installed), so what the script loads it loads with transformers alone.
+BLOCK_CLINCLIP = textwrap.dedent("""
+    import sys
+
+    class RefuseClinclip:
+        def find_spec(self, name, path=None, target=None):
+            if name == "clinclip" or name.startswith("clinclip."):
+                raise ImportError("clinclip is blocked in this process")
+            return None
+
+    sys.meta_path.insert(0, RefuseClinclip())
+    try:
+        import clinclip  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("clinclip is importable: the check would prove nothing")
+""")

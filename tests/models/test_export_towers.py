@@ -16,27 +16,9 @@ import torch
 
 from clinclip.models import ClinClipModel
 from clinclip.models.export_towers import export_towers
-from models_helpers import tiny_model_config
+from models_helpers import BLOCK_CLINCLIP, tiny_model_config
 
 TEXTS = ["No pleural effusion.", "There is a small left pleural effusion.", "Cardiomegaly."]
-
-BLOCK_CLINCLIP = textwrap.dedent("""
-    import sys
-
-    class RefuseClinclip:
-        def find_spec(self, name, path=None, target=None):
-            if name == "clinclip" or name.startswith("clinclip."):
-                raise ImportError("clinclip is blocked in this process")
-            return None
-
-    sys.meta_path.insert(0, RefuseClinclip())
-    try:
-        import clinclip  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("clinclip is importable: the check would prove nothing")
-""")
 
 RECIPE = textwrap.dedent("""
     import sys

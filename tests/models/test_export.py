@@ -17,29 +17,14 @@ import torch
 from clinclip.errors import ClinclipError
 from clinclip.models.export import export_model
 from clinclip.train import TrainConfig, run_training
-from models_helpers import save_tiny_clip
+from models_helpers import BLOCK_CLINCLIP, save_tiny_clip
 from train_helpers import make_prepared_manifest, small_overrides
 
 TEXTS = ["No pleural effusion.", "There is a small left pleural effusion.", "Cardiomegaly."]
 
-# Runs in a fresh interpreter: clinclip is made unimportable first (a meta-path finder that refuses it, since
-# the shared environment has clinclip installed), then the folder is loaded with transformers alone.
-PLAIN_HF = textwrap.dedent("""
+# Runs in a fresh interpreter after BLOCK_CLINCLIP: the folder is loaded with transformers alone.
+PLAIN_HF = BLOCK_CLINCLIP + textwrap.dedent("""
     import sys
-
-    class RefuseClinclip:
-        def find_spec(self, name, path=None, target=None):
-            if name == "clinclip" or name.startswith("clinclip."):
-                raise ImportError("clinclip is blocked in this process")
-            return None
-
-    sys.meta_path.insert(0, RefuseClinclip())
-    try:
-        import clinclip  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("clinclip is importable: the check would prove nothing")
     import json
     import numpy as np
     import torch
