@@ -373,18 +373,13 @@ def _expectations_html(expectations: list[Expectation], results: dict, text_only
         f"<tr><td>{html.escape(label)}</td>" + "".join(f"<td>{_cell(results[v][key], kind)}</td>" for v in cfg.variants)
         + "</tr>" for key, label, kind in TABLE_ROWS
     )
-    per_finding = sorted({f for name in cfg.variants for f in results[name]["zero_shot_auc"]})
-    pf_body = "".join(
-        f"<tr><td>{html.escape(f)}</td>"
-        + "".join(f"<td>{_fmt3(results[v]['zero_shot_auc'].get(f))}</td>" for v in cfg.variants) + "</tr>"
-        for f in per_finding
-    )
-    entities = sorted({e for v in cfg.variants for e in results[v]["cf_pair_per_entity"]})
-    cf_body = "".join(
-        f"<tr><td>{html.escape(e)}</td>"
-        + "".join(f"<td>{_cell(results[v]['cf_pair_per_entity'].get(e), 'pct')}</td>" for v in cfg.variants) + "</tr>"
-        for e in entities
-    )
+    def per_finding_rows(key: str, fmt) -> str:
+        findings = sorted({f for v in cfg.variants for f in results[v][key]})
+        return "".join(f"<tr><td>{html.escape(f)}</td>" + "".join(f"<td>{fmt(results[v][key].get(f))}</td>"
+                                                                 for v in cfg.variants) + "</tr>" for f in findings)
+
+    cf_body = per_finding_rows("cf_pair_per_entity", lambda v: _cell(v, "pct"))
+    pf_body = per_finding_rows("zero_shot_auc", _fmt3)
     quick = f"<p><b>{html.escape(QUICK_NOTE)}.</b></p>" if cfg.quick_run else ""
     return (
         quick
